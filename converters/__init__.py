@@ -1,0 +1,21 @@
+"""Converters: one module per target family (GGUF today; ExecuTorch and ONNX plug in the same way).
+
+Each family module exposes ``FAMILY`` (its name in format specs such as ``gguf:q4_k_m``) and
+``convert(checkpoint, requests, out_dir, ...) -> list[Manifest]``; ``converters.families`` maps names
+to modules lazily so importing edge does not import torch or llama.cpp.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from edge.registry import Registry
+
+# family name -> module path, imported on first use
+FAMILY_MODULES: Registry[str] = Registry("converter family")
+FAMILY_MODULES.register("gguf", "converters.gguf")
+
+
+def family_module(family: str) -> ModuleType:
+    return importlib.import_module(FAMILY_MODULES.get(family))

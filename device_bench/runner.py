@@ -1,0 +1,41 @@
+"""The measuring process: ``python -m device_bench.runner`` reads one job (JSON) on stdin, runs it,
+and prints one JSON object on stdout. Progress goes to stderr as JSON lines prefixed ``@edge ``.
+
+The same entry point serves the local machine today and a device's agent over SSH tomorrow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import traceback
+from typing import Any
+
+from device_bench.runners import RUNNERS
+from edge.errors import EdgeError
+
+PROGRESS_PREFIX = "@edge "
+
+
+def emit(event: dict[str, Any]) -> None:
+    sys.stderr.write(PROGRESS_PREFIX + json.dumps(event) + "\n")
+    sys.stderr.flush()
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    try:
+        runner = importlib.import_module(RUNNERS[job["family"]])
+        result = {"ok": True, "result": runner.run(job, emit)}
+    except EdgeError as exc:
+        result = {"ok": False, "error": str(exc), "error_type": type(exc).__name__}
+    except Exception as exc:  # report, never hang the parent
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "error_type": "BenchError",
+                  "traceback": traceback.format_exc()}
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

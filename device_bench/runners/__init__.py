@@ -1,0 +1,5 @@
+"""Per-runtime runners. Each module has ``run(job, emit) -> dict`` and runs inside the measuring process."""
+
+from __future__ import annotations
+
+RUNNERS = {"gguf": "device_bench.runners.gguf"}

@@ -1,0 +1,91 @@
+"""Opening an artifact for benchmarking: its kind, its manifest (or one derived from the file's own
+metadata for a GGUF made elsewhere) and an integrity check against the manifest's sha256."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from converters.gguf_tables import GGUF_TYPES
+from edge.checkpoint import sha256_file
+from edge.errors import ArtifactError
+from edge.manifest import Manifest, read_manifest
+from edge.progress import NULL, Progress
+from edge.versions import tool_versions
+
+GGUF_MAGIC = b"GGUF"
+_FTYPE_TO_VARIANT = {t.ftype: t.name for t in GGUF_TYPES}
+
+
+@dataclass
+class Artifact:
+    path: Path
+    manifest: Manifest
+
+    @property
+    def family(self) -> str:
+        return self.manifest.family
+
+    @property
+    def format(self) -> str:
+        return self.manifest.format
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest.source.get("name") or "unknown")
+
+    @property
+    def reference_path(self) -> Path | None:
+        ref = self.manifest.reference
+        return None if ref is None else self.path.parent / ref["artifact"]
+
+
+def sniff_family(path: Path) -> str | None:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return "gguf" if head == GGUF_MAGIC else None
+
+
+def _manifest_from_gguf(path: Path, digest: str) -> Manifest:
+    import gguf
+
+    from converters.gguf import gguf_facts
+
+    facts = gguf_facts(path)
+    ftype = facts["file_type"]
+    variant = "unknown"
+    if ftype is not None:
+        try:
+            variant = _FTYPE_TO_VARIANT.get(gguf.LlamaFileType(ftype).name, "unknown")
+        except ValueError:
+            pass
+    reader = gguf.GGUFReader(str(path))
+    name_field = reader.fields.get("general.name")
+    return Manifest(
+        format=f"gguf:{variant}", family="gguf", variant=variant, artifact=path.name, size_bytes=path.stat().st_size,
+        sha256=digest, bits_per_weight=round(facts["bits_per_weight"], 4), parameter_count=facts["parameter_count"],
+        source={"name": name_field.contents() if name_field else "unknown", "path": None, "content_sha256": None},
+        tools=tool_versions("gguf"), reference=None,
+        details={"derived": "no manifest beside the file; facts read from its GGUF metadata",
+                 "tensor_types": facts["tensor_types"]})
+
+
+def open_artifact(path: str | Path, progress: Progress = NULL) -> Artifact:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ArtifactError(f"artifact not found: {p}")
+    if p.is_dir():
+        raise ArtifactError(f"{p} is a folder; give an artifact file (e.g. model-q4_k_m.gguf)")
+    family = sniff_family(p)
+    manifest = read_manifest(p)
+    if family is None:
+        kind = f" (its manifest says {manifest.format})" if manifest else ""
+        raise ArtifactError(f"{p} is not a GGUF file{kind}: no GGUF magic bytes")
+    size = p.stat().st_size
+    progress.start(f"checking {p.name}", total=size)
+    digest = sha256_file(p, on_bytes=lambda n: progress.update(advance=n))
+    if manifest is None:
+        manifest = _manifest_from_gguf(p, digest)
+    elif manifest.sha256 != digest or manifest.size_bytes != size:
+        raise ArtifactError(f"{p}: sha256 does not match its manifest: the file is corrupt or was changed after conversion")
+    return Artifact(p.resolve(), manifest)

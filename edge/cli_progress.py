@@ -1,0 +1,39 @@
+"""Rich progress bars for the CLI (one bar for the current stage, notes printed above it)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from edge.progress import Progress
+
+
+class RichProgress(Progress):
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar = RichBar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=console, transient=True)
+        self.task = None
+
+    def __enter__(self) -> RichProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def start(self, description: str, total: float | None = None) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(description, total=total)
+
+    def update(self, completed: float | None = None, *, advance: float | None = None,
+               description: str | None = None) -> None:
+        if self.task is None:
+            self.start(description or "")
+        kwargs = {k: v for k, v in (("completed", completed), ("advance", advance), ("description", description))
+                  if v is not None}
+        self.bar.update(self.task, **kwargs)
+
+    def note(self, message: str) -> None:
+        self.console.print(f"[dim]•[/dim] {message}")

@@ -1,0 +1,55 @@
+"""The results store's schema: an append-only list of named migrations. Never edit one; add another."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("001_runs_and_results", """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            device TEXT NOT NULL,
+            device_facts TEXT NOT NULL,
+            config TEXT NOT NULL,
+            tools TEXT NOT NULL,
+            dataset TEXT,
+            dataset_sha256 TEXT
+        );
+        CREATE TABLE results (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            created_at TEXT NOT NULL,
+            device TEXT NOT NULL,
+            model TEXT NOT NULL,
+            source_sha256 TEXT,
+            format TEXT NOT NULL,
+            artifact_path TEXT NOT NULL,
+            artifact_sha256 TEXT NOT NULL,
+            reference_sha256 TEXT,
+            size_bytes INTEGER NOT NULL,
+            bits_per_weight REAL,
+            parameter_count INTEGER,
+            threads INTEGER,
+            reps INTEGER,
+            n_prompt INTEGER,
+            n_gen INTEGER,
+            load_s REAL,
+            pp_tps REAL, pp_tps_std REAL,
+            tg_tps REAL, tg_tps_std REAL,
+            ttft_s REAL, ttft_s_std REAL,
+            peak_rss_bytes INTEGER,
+            dataset TEXT,
+            dataset_sha256 TEXT,
+            ctx INTEGER,
+            chunks INTEGER,
+            ppl REAL, ppl_unc REAL,
+            kld_mean REAL, kld_unc REAL,
+            same_top REAL,
+            delta_p_mean REAL, delta_p_rms REAL,
+            quality TEXT,
+            raw TEXT
+        );
+        CREATE INDEX results_by_model ON results(model, device, format);
+    """),
+]

@@ -1,0 +1,155 @@
+"""The device × format matrix: the store's latest result per (model, device, format), pivoted.
+
+Rows are formats (most bits first); for each device the columns are size, bits per weight, prefill
+and decode tokens/s, peak memory, perplexity, KL divergence and same-top-token %. Renderers: rich
+table, Markdown, CSV, JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.errors import EdgeError
+from edge.registry import Registry
+from edge.store import Result
+
+
+@dataclass
+class Matrix:
+    model: str
+    dataset: str | None
+    devices: list[str]
+    formats: list[str]
+    cells: dict[tuple[str, str], Result] = field(default_factory=dict)
+
+
+def _mib(b: float | None) -> str:
+    return "" if b is None else f"{b / 2**20:.0f}"
+
+
+def _pm(v: float | None, s: float | None, digits: int = 1) -> str:
+    if v is None:
+        return ""
+    return f"{v:.{digits}f} ± {s:.{digits}f}" if s is not None else f"{v:.{digits}f}"
+
+
+# (key, header, cell text) — one column a line; the header may name the protocol sizes
+COLUMNS: list[tuple[str, Callable[[Result], str], Callable[[Result], str]]] = [
+    ("size_mib", lambda r: "size MiB", lambda r: _mib(r.size_bytes)),
+    ("bpw", lambda r: "bpw", lambda r: "" if r.bits_per_weight is None else f"{r.bits_per_weight:.2f}"),
+    ("pp_tps", lambda r: f"pp{r.n_prompt} t/s", lambda r: _pm(r.pp_tps, r.pp_tps_std)),
+    ("tg_tps", lambda r: f"tg{r.n_gen} t/s", lambda r: _pm(r.tg_tps, r.tg_tps_std)),
+    ("peak_mib", lambda r: "peak MiB", lambda r: _mib(r.peak_rss_bytes)),
+    ("ppl", lambda r: "PPL", lambda r: "" if r.ppl is None else f"{r.ppl:.3f}"),
+    ("kld", lambda r: "KLD", lambda r: "" if r.kld_mean is None else f"{r.kld_mean:.5f}"),
+    ("same_top", lambda r: "same-top %", lambda r: "" if r.same_top is None else f"{100 * r.same_top:.2f}"),
+]
+
+
+def build_matrices(results: list[Result]) -> list[Matrix]:
+    latest: dict[tuple[str, str | None], dict[tuple[str, str], Result]] = {}
+    for r in results:  # ordered by id: later rows replace earlier ones
+        latest.setdefault((r.model, r.dataset), {})[(r.format, r.device)] = r
+    out = []
+    for (model, dataset), cells in latest.items():
+        devices = sorted({d for _, d in cells}, key=lambda d: (d != "local", d))
+        bpw = {f: r.bits_per_weight or 0 for (f, _), r in cells.items()}
+        formats = sorted({f for f, _ in cells}, key=lambda f: (-bpw[f], f))
+        out.append(Matrix(model, dataset, devices, formats, cells))
+    return out
+
+
+def _headers(m: Matrix) -> list[str]:
+    sample = next(iter(m.cells.values()))
+    return [h(sample) for _, h, _ in COLUMNS]
+
+
+def _records(m: Matrix) -> list[dict[str, Any]]:
+    rows = []
+    for f in m.formats:
+        for d in m.devices:
+            r = m.cells.get((f, d))
+            if r is None:
+                continue
+            rows.append({"model": m.model, "dataset": m.dataset, "format": f, "device": d,
+                         "size_bytes": r.size_bytes, "bits_per_weight": r.bits_per_weight, "threads": r.threads,
+                         "load_s": r.load_s, "n_prompt": r.n_prompt, "pp_tps": r.pp_tps, "pp_tps_std": r.pp_tps_std,
+                         "n_gen": r.n_gen, "tg_tps": r.tg_tps, "tg_tps_std": r.tg_tps_std, "ttft_s": r.ttft_s,
+                         "peak_rss_bytes": r.peak_rss_bytes, "ppl": r.ppl, "ppl_unc": r.ppl_unc,
+                         "kld_mean": r.kld_mean, "same_top": r.same_top, "delta_p_mean": r.delta_p_mean,
+                         "delta_p_rms": r.delta_p_rms, "artifact_sha256": r.artifact_sha256,
+                         "created_at": r.created_at})
+    return rows
+
+
+def render_table(matrices: list[Matrix]):
+    from rich.console import Group
+    from rich.table import Table
+
+    tables = []
+    for m in matrices:
+        heads = _headers(m)
+        t = Table(title=f"{m.model} — device × format (text: {m.dataset or 'none'})", title_justify="left")
+        t.add_column("format", style="bold")
+        for d in m.devices:
+            for i, h in enumerate(heads):
+                t.add_column(f"{d}\n{h}" if len(m.devices) > 1 else h, justify="right")
+        for f in m.formats:
+            cells = [f]
+            for d in m.devices:
+                r = m.cells.get((f, d))
+                cells += [cell(r) if r else "" for _, _, cell in COLUMNS]
+            t.add_row(*cells)
+        tables.append(t)
+    return Group(*tables)
+
+
+def render_markdown(matrices: list[Matrix]) -> str:
+    parts = []
+    for m in matrices:
+        heads = _headers(m)
+        cols = ["format"] + [f"{d} {h}" if len(m.devices) > 1 else h for d in m.devices for h in heads]
+        lines = [f"### {m.model} (text: {m.dataset or 'none'})", "", "| " + " | ".join(cols) + " |",
+                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
+        for f in m.formats:
+            cells = [f"`{f}`"]
+            for d in m.devices:
+                r = m.cells.get((f, d))
+                cells += [cell(r) if r else "" for _, _, cell in COLUMNS]
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_csv(matrices: list[Matrix]) -> str:
+    records = [rec for m in matrices for rec in _records(m)]
+    buf = io.StringIO()
+    if records:
+        w = csv.DictWriter(buf, fieldnames=list(records[0]))
+        w.writeheader()
+        w.writerows(records)
+    return buf.getvalue()
+
+
+def render_json(matrices: list[Matrix]) -> str:
+    return json.dumps([{"model": m.model, "dataset": m.dataset, "devices": m.devices, "formats": m.formats,
+                        "rows": _records(m)} for m in matrices], indent=2) + "\n"
+
+
+RENDERERS: Registry[Callable[[list[Matrix]], Any]] = Registry("report format")
+RENDERERS.register("table", render_table)
+RENDERERS.register("md", render_markdown)
+RENDERERS.register("csv", render_csv)
+RENDERERS.register("json", render_json)
+
+
+def report(results: list[Result], fmt: str = "table") -> Any:
+    renderer = RENDERERS.get(fmt)
+    if not results:
+        raise EdgeError("the results store is empty: run `edge bench ARTIFACT...` first (or `edge demo`)")
+    return renderer(build_matrices(results))

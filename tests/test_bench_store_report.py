@@ -1,0 +1,130 @@
+"""edge bench on real llama.cpp runs of tiny artifacts; the SQLite store; the matrix renderers."""
+
+import csv
+import io
+import json
+import sqlite3
+
+import pytest
+
+from device_bench.llama_runtime import LlamaModel
+from edge.bench import BenchConfig, bench
+from edge.datasets import load_dataset
+from edge.errors import StoreError
+from edge.migrations import MIGRATIONS
+from edge.progress import Progress
+from edge.report import build_matrices, report
+from edge.store import Store
+from ppl_reference import transformers_ppl
+
+CFG = BenchConfig(reps=2, n_prompt=128, n_gen=16, n_ttft=32, chunks=3)
+
+
+@pytest.fixture(scope="module")
+def benched(tiny_artifacts, tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("store") / "r.sqlite")
+    results = bench(list(tiny_artifacts.values()), config=CFG, store=store)
+    return store, {r.format: r for r in results}
+
+
+def test_bench_measures_every_artifact(benched, tiny_artifacts):
+    store, rows = benched
+    assert set(rows) == {"gguf:f16", "gguf:q8_0", "gguf:q4_0"}
+    for r in rows.values():
+        assert r.device == "local" and r.reps == 2 and r.threads >= 1
+        assert r.pp_tps > 0 and r.tg_tps > 0 and r.ttft_s > 0 and r.load_s > 0
+        assert r.pp_tps_std >= 0 and len(r.raw["pp_samples"]) == 2
+        # peak RSS of the measuring process: more than the interpreter, less than this machine
+        assert 20 * 2**20 < r.peak_rss_bytes < 8 * 2**30
+        assert r.chunks == 3 and r.ctx == 512 and r.quality["tokens_scored"] == 3 * 255
+        assert r.ppl > 1
+    ref = rows["gguf:f16"]
+    assert ref.kld_mean is None and ref.reference_sha256 is None
+    q8, q4 = rows["gguf:q8_0"], rows["gguf:q4_0"]
+    assert q8.reference_sha256 == ref.artifact_sha256
+    assert 0 < q8.kld_mean < q4.kld_mean
+    assert q8.same_top >= q4.same_top
+    assert q8.quality["ppl_base"] == pytest.approx(ref.ppl, rel=1e-3)  # the base is the f16 row's own numbers
+
+
+def test_f16_perplexity_equals_transformers(benched, tiny):
+    _, rows = benched
+    ref = rows["gguf:f16"]
+    with LlamaModel(ref.artifact_path) as m:
+        tokens = m.tokenize(load_dataset("pydoc").text, add_special=True)
+        bos = m.bos if m.add_bos else None
+    expected = transformers_ppl(tiny("llama", "bpe"), tokens, 512, 3, bos)
+    assert ref.ppl == pytest.approx(expected, rel=0.01)
+
+
+def test_store_keeps_provenance(benched):
+    store, rows = benched
+    run = store.runs()[-1]
+    assert run.status == "done" and run.device == "local" and run.finished_at
+    assert run.device_facts["cores_logical"] >= 1 and run.device_facts["ram_bytes"] > 0 and run.device_facts["os"]
+    assert run.tools["llama_cpp_python"] and run.config["reps"] == 2 and run.dataset == "pydoc"
+    assert len(store.results(model=rows["gguf:f16"].model)) == 3
+
+
+def test_report_renders_the_matrix(benched):
+    store, rows = benched
+    results = store.results()
+    [m] = build_matrices(results)
+    assert m.devices == ["local"] and m.formats == ["gguf:f16", "gguf:q8_0", "gguf:q4_0"]
+    md = report(results, "md")
+    assert "| `gguf:q4_0` |" in md and "pp128 t/s" in md and "KLD" in md
+    data = json.loads(report(results, "json"))
+    assert {r["format"] for r in data[0]["rows"]} == set(rows)
+    parsed = list(csv.DictReader(io.StringIO(report(results, "csv"))))
+    assert float(parsed[2]["kld_mean"]) == pytest.approx(rows["gguf:q4_0"].kld_mean)
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(report(results, "table"))
+    assert "gguf:q8_0" in console.export_text()
+
+
+def test_interrupted_bench_keeps_finished_rows(tiny_artifacts, tmp_path):
+    class StopOnSecond(Progress):
+        def start(self, description, total=None):
+            if "gguf:q8_0" in description:
+                raise KeyboardInterrupt
+
+    store = Store(tmp_path / "r.sqlite")
+    with pytest.raises(KeyboardInterrupt):
+        bench([tiny_artifacts["f16"], tiny_artifacts["q8_0"]], config=CFG, store=store, progress=StopOnSecond())
+    assert [r.format for r in store.results()] == ["gguf:f16"]
+    assert store.runs()[-1].status == "interrupted"
+
+
+def test_quantized_artifact_alone_still_gets_kld(tiny_artifacts, tmp_path):
+    """The reference named in the manifest is run for its log-probs only; it gets no row."""
+    store = Store(tmp_path / "r.sqlite")
+    [row] = bench([tiny_artifacts["q4_0"]], config=BenchConfig(reps=1, n_prompt=64, n_gen=8, n_ttft=8, chunks=2),
+                  store=store)
+    assert row.format == "gguf:q4_0" and row.kld_mean > 0
+
+
+def test_store_migrations(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    with Store(path) as s:
+        assert s.migrate() == []  # idempotent
+        names = [r[0] for r in s.db.execute("SELECT name FROM _migrations")]
+    assert names == [n for n, _ in MIGRATIONS]
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO _migrations VALUES ('999_future', 'x')")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer edge"):
+        Store(path)
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="not an edge results store"):
+        Store(tmp_path / "junk.sqlite")
+
+
+def test_empty_store_report_says_what_to_do(tmp_path):
+    from edge.errors import EdgeError
+
+    with pytest.raises(EdgeError, match="run `edge bench"):
+        report([], "md")
