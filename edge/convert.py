@@ -21,9 +21,9 @@ def default_out_dir(ckpt: Checkpoint) -> Path:
 
 
 def _estimate_bytes(ckpt: Checkpoint, requests: list[FormatRequest]) -> int:
+    """Bytes the requested artifacts need, plus an F16 reference that may be added."""
     n = ckpt.parameter_count
-    return int(sum(n * max(r.info.nominal_bpw, 16.0 if not r.info.quantized else r.info.nominal_bpw) / 8
-                   for r in requests) + n * 2)
+    return int(sum(n * r.info.nominal_bpw / 8 for r in requests) + n * 2)
 
 
 def convert(checkpoint: str | Path, formats: str | list[str], out: str | Path | None = None, *,

@@ -128,3 +128,20 @@ def test_empty_store_report_says_what_to_do(tmp_path):
 
     with pytest.raises(EdgeError, match="run `edge bench"):
         report([], "md")
+
+
+def test_named_corpus_and_own_text(tiny_artifacts, tmp_path):
+    """Quality on a named domain corpus (exllamav2's calibration text, read as a file) and on the user's file."""
+    from edge.datasets import DATASETS
+
+    code = load_dataset("code")
+    assert len(code.text) > 100_000 and "def " in code.text
+    assert "exllamav2" not in __import__("sys").modules  # read as a file, never imported
+    own = tmp_path / "mine.txt"
+    own.write_text(load_dataset("tiny").text[:40_000], encoding="utf-8")
+    cfg = BenchConfig(reps=1, n_prompt=64, n_gen=8, n_ttft=8, chunks=2)
+    store = Store(tmp_path / "r.sqlite")
+    a = bench([tiny_artifacts["f16"]], config=cfg, dataset="code", store=store)[0]
+    b = bench([tiny_artifacts["f16"]], config=cfg, dataset=str(own), store=store)[0]
+    assert (a.dataset, b.dataset) == ("code", "mine.txt") and a.ppl != b.ppl
+    assert "wiki" in DATASETS and len(build_matrices(store.results())) == 2  # one matrix per text
