@@ -31,17 +31,19 @@ class BenchConfig:
     seed: int = 0
 
 
-def plan(artifacts: list[Artifact]) -> tuple[list[Artifact], dict[Path, Path]]:
-    """Order artifacts references-first; map each artifact to the reference it is compared with."""
-    by_path = {a.path: a for a in artifacts}
-    refs: dict[Path, Path] = {}
-    for a in artifacts:
-        ref = a.reference_path
-        if ref is not None and ref.exists():
-            refs[a.path] = ref.resolve()
+@dataclass
+class Plan:
+    order: list[Artifact]            # references first
+    refs: dict[Path, Path]           # artifact -> the reference it is compared with (when that file exists)
+    extra_refs: list[Path]           # references not asked for: run for their log-probs only, no row
+
+
+def plan(artifacts: list[Artifact]) -> Plan:
+    refs = {a.path: a.reference_path.resolve() for a in artifacts
+            if a.reference_path is not None and a.reference_path.exists()}
     order = sorted(artifacts, key=lambda a: (a.manifest.reference is not None, a.path.name))
-    extra = {r for r in refs.values() if r not in by_path}
-    return order, {**refs, **{r: r for r in extra}}
+    asked = {a.path for a in artifacts}
+    return Plan(order, refs, sorted({r for r in refs.values() if r not in asked}))
 
 
 def _row(run: Run, device: Device, art: Artifact, res: dict[str, Any], cfg: BenchConfig, dataset, ref_sha: str | None) -> Result:
@@ -64,8 +66,7 @@ def _row(run: Run, device: Device, art: Artifact, res: dict[str, Any], cfg: Benc
 def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, config: BenchConfig | None = None,
           dataset: str | Path | None = None, store: Store | None = None, progress: Progress = NULL) -> list[Result]:
     cfg = config or BenchConfig()
-    opened = [open_artifact(a, progress) for a in artifacts]
-    order, refs = plan(opened)
+    the_plan = plan([open_artifact(a, progress) for a in artifacts])
     data = load_dataset(dataset) if cfg.quality else None
     own_store = store is None
     store = store or Store()
@@ -77,7 +78,7 @@ def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, conf
             text_file.write_text(data.text, encoding="utf-8")
         for dev_name in devices or ["local"]:
             device = get_device(dev_name)
-            results += _bench_device(device, order, refs, cfg, data, text_file, workdir, store, progress)
+            results += _bench_device(device, the_plan, cfg, data, text_file, workdir, store, progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if own_store:
@@ -85,8 +86,9 @@ def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, conf
     return results
 
 
-def _bench_device(device: Device, order: list[Artifact], refs: dict[Path, Path], cfg: BenchConfig, data,
-                  text_file: Path, workdir: Path, store: Store, progress: Progress) -> list[Result]:
+def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_file: Path, workdir: Path,
+                  store: Store, progress: Progress) -> list[Result]:
+    order, refs = the_plan.order, the_plan.refs
     facts = device.facts()
     avail = facts.get("ram_available_bytes")
     for art in order:
@@ -100,8 +102,7 @@ def _bench_device(device: Device, order: list[Artifact], refs: dict[Path, Path],
     results: list[Result] = []
     status = "failed"
     try:
-        # references that were not asked for are run for their log-probs only (no row)
-        for ref in sorted({r for a, r in refs.items() if a == r and r not in {o.path for o in order}}):
+        for ref in the_plan.extra_refs:
             if data:
                 art = open_artifact(ref, progress)
                 base_files[ref] = str(workdir / f"base-{len(base_files)}.f16")
