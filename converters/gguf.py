@@ -39,7 +39,9 @@ def gguf_facts(path: Path) -> dict:
     types = Counter(t.tensor_type.name for t in reader.tensors)
     ftype = reader.fields.get("general.file_type")
     arch = reader.fields.get("general.architecture")
+    name = reader.fields.get("general.name")
     return {
+        "name": name.contents() if name else None,
         "parameter_count": n_params,
         "bits_per_weight": 8.0 * n_bytes / max(n_params, 1),
         "tensor_types": dict(sorted(types.items())),

@@ -59,12 +59,10 @@ def _manifest_from_gguf(path: Path, digest: str) -> Manifest:
             variant = _FTYPE_TO_VARIANT.get(gguf.LlamaFileType(ftype).name, "unknown")
         except ValueError:
             pass
-    reader = gguf.GGUFReader(str(path))
-    name_field = reader.fields.get("general.name")
     return Manifest(
         format=f"gguf:{variant}", family="gguf", variant=variant, artifact=path.name, size_bytes=path.stat().st_size,
         sha256=digest, bits_per_weight=round(facts["bits_per_weight"], 4), parameter_count=facts["parameter_count"],
-        source={"name": name_field.contents() if name_field else "unknown", "path": None, "content_sha256": None},
+        source={"name": facts["name"] or "unknown", "path": None, "content_sha256": None},
         tools=tool_versions("gguf"), reference=None,
         details={"derived": "no manifest beside the file; facts read from its GGUF metadata",
                  "tensor_types": facts["tensor_types"]})
