@@ -1,6 +1,7 @@
-"""Converters: one module per target family (GGUF today; ExecuTorch and ONNX plug in the same way).
+"""Converters: one module per target family (GGUF, ExecuTorch; ONNX plugs in the same way).
 
 Each family module exposes ``FAMILY`` (its name in format specs such as ``gguf:q4_k_m``) and
+``check(checkpoint, requests)`` (refuse before writing) and
 ``convert(checkpoint, requests, out_dir, ...) -> list[Manifest]``; ``converters.families`` maps names
 to modules lazily so importing edge does not import torch or llama.cpp.
 """
@@ -15,6 +16,7 @@ from edge.registry import Registry
 # family name -> module path, imported on first use
 FAMILY_MODULES: Registry[str] = Registry("converter family")
 FAMILY_MODULES.register("gguf", "converters.gguf")
+FAMILY_MODULES.register("executorch", "converters.executorch")
 
 
 def family_module(family: str) -> ModuleType:

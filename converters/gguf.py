@@ -24,7 +24,8 @@ FAMILY = "gguf"
 TOOLS = ("gguf", "llama_cpp_python", "transformers", "torch")
 
 
-def check_supported(ckpt: Checkpoint) -> None:
+def check(ckpt: Checkpoint, requests: list[FormatRequest] | None = None) -> None:
+    """Refuse an unsupported checkpoint before anything is written."""
     arch_spec(ckpt.architecture)
 
 
@@ -76,7 +77,7 @@ def _manifest(path: Path, variant: str, ckpt: Checkpoint, source: dict, referenc
 
 def convert(ckpt: Checkpoint, requests: list[FormatRequest], out_dir: Path, *, source: dict, text: str,
             verify: bool = True, n_threads: int | None = None, progress: Progress = NULL) -> list[Manifest]:
-    check_supported(ckpt)
+    check(ckpt)
     ref_variant, ref_asked = reference_variant(requests)
     stem = ckpt.name
     ref_path = out_dir / f"{stem}-{ref_variant}.gguf"
@@ -115,4 +116,4 @@ def convert(ckpt: Checkpoint, requests: list[FormatRequest], out_dir: Path, *, s
     return manifests
 
 
-__all__ = ["FAMILY", "FORMATS", "convert", "gguf_facts", "check_supported"]
+__all__ = ["FAMILY", "FORMATS", "check", "convert", "gguf_facts"]

@@ -16,11 +16,15 @@ from typing import Any, Protocol
 
 from device_bench.runner import PROGRESS_PREFIX
 from device_bench.sysinfo import local_facts
-from edge.errors import BenchError, DatasetError, EdgeError
+from edge.errors import ArtifactError, BenchError, DatasetError, EdgeError
 from edge.registry import Registry
 
 OnEvent = Callable[[dict[str, Any]], None]
-ERROR_TYPES: dict[str, type[EdgeError]] = {"DatasetError": DatasetError}
+# errors the measuring process may report, re-raised as themselves (anything else: BenchError)
+ERROR_TYPES: dict[str, type[EdgeError]] = {
+    "DatasetError": DatasetError,
+    "ArtifactError": ArtifactError,
+}
 
 
 class Device(Protocol):

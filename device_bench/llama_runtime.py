@@ -146,16 +146,9 @@ class LlamaModel:
         return out[0] if len(out) == 1 else np.concatenate(out)
 
     def greedy(self, prompt: Sequence[int], n_new: int) -> list[int]:
-        self.clear()
-        logits = self.decode(prompt)
-        produced: list[int] = []
-        pos = len(prompt)
-        for _ in range(n_new):
-            tok = int(np.argmax(logits[-1]))
-            produced.append(tok)
-            logits = self.decode([tok], start=pos)
-            pos += 1
-        return produced
+        from device_bench.protocol import greedy
+
+        return greedy(self, list(prompt), n_new)
 
     def close(self) -> None:
         if getattr(self, "_ctx", None):

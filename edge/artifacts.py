@@ -14,6 +14,7 @@ from edge.progress import NULL, Progress
 from edge.versions import tool_versions
 
 GGUF_MAGIC = b"GGUF"
+PTE_IDENTIFIER = b"ET12"   # ExecuTorch program flatbuffer file identifier, bytes 4..8
 _FTYPE_TO_VARIANT = {t.ftype: t.name for t in GGUF_TYPES}
 
 
@@ -35,6 +36,12 @@ class Artifact:
         return str(self.manifest.source.get("name") or "unknown")
 
     @property
+    def tokenizer_path(self) -> Path | None:
+        """The tokenizer file shipped beside the artifact (ExecuTorch programs carry none inside)."""
+        tok = self.manifest.details.get("tokenizer_file")
+        return None if not tok else self.path.parent / tok["file"]
+
+    @property
     def reference_path(self) -> Path | None:
         ref = self.manifest.reference
         return None if ref is None else self.path.parent / ref["artifact"]
@@ -42,8 +49,12 @@ class Artifact:
 
 def sniff_family(path: Path) -> str | None:
     with open(path, "rb") as fh:
-        head = fh.read(4)
-    return "gguf" if head == GGUF_MAGIC else None
+        head = fh.read(8)
+    if head[:4] == GGUF_MAGIC:
+        return "gguf"
+    if head[4:8] == PTE_IDENTIFIER:
+        return "executorch"
+    return None
 
 
 def _manifest_from_gguf(path: Path, digest: str) -> Manifest:
@@ -78,7 +89,12 @@ def open_artifact(path: str | Path, progress: Progress = NULL) -> Artifact:
     manifest = read_manifest(p)
     if family is None:
         kind = f" (its manifest says {manifest.format})" if manifest else ""
-        raise ArtifactError(f"{p} is not a GGUF file{kind}: no GGUF magic bytes")
+        raise ArtifactError(f"{p} is neither a GGUF file nor an ExecuTorch program{kind}: no magic bytes of either")
+    if family == "executorch" and manifest is None:
+        raise ArtifactError(f"{p} has no manifest beside it: edge benches ExecuTorch programs that `edge convert` "
+                            "wrote (the manifest names the tokenizer the program needs)")
+    if manifest is not None and manifest.family != family:
+        raise ArtifactError(f"{p} is a {family} file but its manifest says {manifest.format}")
     size = p.stat().st_size
     progress.start(f"checking {p.name}", total=size)
     digest = sha256_file(p, on_bytes=lambda n: progress.update(advance=n))
@@ -86,4 +102,11 @@ def open_artifact(path: str | Path, progress: Progress = NULL) -> Artifact:
         manifest = _manifest_from_gguf(p, digest)
     elif manifest.sha256 != digest or manifest.size_bytes != size:
         raise ArtifactError(f"{p}: sha256 does not match its manifest: the file is corrupt or was changed after conversion")
-    return Artifact(p.resolve(), manifest)
+    art = Artifact(p.resolve(), manifest)
+    tok = art.tokenizer_path
+    if tok is not None:
+        if not tok.exists():
+            raise ArtifactError(f"{p.name} needs its tokenizer {tok.name} beside it; it is missing")
+        if sha256_file(tok) != manifest.details["tokenizer_file"]["sha256"]:
+            raise ArtifactError(f"{tok}: sha256 does not match the manifest of {p.name}")
+    return art

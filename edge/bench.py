@@ -96,7 +96,7 @@ def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_f
             raise DeviceError(f"{art.path.name} is {art.manifest.size_bytes / 2**20:.0f} MiB but {device.name} has "
                               f"{avail / 2**20:.0f} MiB of RAM available")
     run = store.start_run(Run(device=device.name, device_facts=facts, config=asdict(cfg),
-                              tools=tool_versions("llama_cpp_python", "gguf", "numpy"),
+                              tools=tool_versions("llama_cpp_python", "gguf", "executorch", "torch", "numpy"),
                               dataset=data.name if data else None, dataset_sha256=data.sha256 if data else None))
     base_files: dict[Path, str] = {}
     results: list[Result] = []
@@ -136,6 +136,8 @@ def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_f
 def _run_one(device: Device, art: Artifact, cfg: BenchConfig, text_file: Path | None, base_in: str | None,
              base_out: str | None, progress: Progress, *, perf: bool) -> dict[str, Any]:
     job: dict[str, Any] = {"family": art.family, "artifact": str(art.path), "config": asdict(cfg), "perf": perf}
+    if art.tokenizer_path is not None:
+        job["tokenizer"] = str(art.tokenizer_path)
     if text_file is not None:
         job["quality"] = {"text_file": str(text_file), "base_in": base_in, "base_out": base_out}
     label = f"{device.name} {art.format}"

@@ -35,8 +35,8 @@ def convert(checkpoint: str | Path, formats: str | list[str], out: str | Path | 
     for r in requests:
         families[r.info.family].append(r)
     modules = {fam: family_module(fam) for fam in families}
-    for module in modules.values():  # refuse unsupported input before writing anything
-        module.check_supported(ckpt)
+    for fam, module in modules.items():  # refuse unsupported input before writing anything
+        module.check(ckpt, families[fam])
     out_dir = ensure_writable_dir(Path(out) if out else default_out_dir(ckpt))
     need, free = _estimate_bytes(ckpt, requests), shutil.disk_usage(out_dir).free
     if need > free:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from converters.executorch_tables import PARAMS as ET_PARAMS
+from converters.executorch_tables import QUANTS as ET_QUANTS
 from converters.gguf_tables import GGUF_TYPES
 from edge.errors import EdgeError
 from edge.registry import Registry
@@ -44,6 +46,10 @@ class FormatRequest:
 FORMATS: Registry[FormatInfo] = Registry("format")
 for _t in GGUF_TYPES:
     FORMATS.register(f"gguf:{_t.name}", FormatInfo("gguf", _t.name, _t.nominal_bpw, _t.quantized, _t.description))
+for _q in ET_QUANTS:
+    _params = tuple(p for p in ET_PARAMS if p != "group" or _q.default_group is not None)
+    FORMATS.register(f"executorch:{_q.variant}",
+                     FormatInfo("executorch", _q.variant, _q.nominal_bpw, _q.qmode is not None, _q.description, _params))
 
 
 def parse_format(text: str) -> FormatRequest:

@@ -10,7 +10,7 @@ from device_bench.metrics import chunk_layout, chunk_tokens, log_softmax
 
 
 def transformers_ppl(checkpoint, tokens: list[int], n_ctx: int, chunks: int, bos: int | None) -> float:
-    from converters.gguf_verify import hf_logits, load_hf
+    from converters.verify import hf_logits, load_hf
 
     _, model = load_hf(checkpoint)
     n_chunk, first = chunk_layout(len(tokens), n_ctx, chunks)

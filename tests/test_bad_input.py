@@ -110,7 +110,7 @@ def test_disk_full(tiny, tiny_fs):
 def test_artifact_that_is_not_gguf(tmp_path):
     bad = tmp_path / "model.gguf"
     bad.write_bytes(b"PK\x03\x04 this is a zip")
-    with pytest.raises(ArtifactError, match="is not a GGUF file"):
+    with pytest.raises(ArtifactError, match="is neither a GGUF file nor an ExecuTorch program"):
         open_artifact(bad)
     with pytest.raises(ArtifactError, match="artifact not found"):
         open_artifact(tmp_path / "missing.gguf")

@@ -83,3 +83,20 @@ def test_cli_demo_end_to_end(tmp_path):
     md = subprocess.run([sys.executable, "-m", "edge.cli", "report", "-f", "md", "--store", str(tmp_path / "s.sqlite")],
                         capture_output=True, text=True)
     assert md.returncode == 0 and "| `gguf:f16` |" in md.stdout
+
+
+def test_demo_executorch_program_reproduces_transformers(demo_ckpt, tmp_path):
+    """The real 30-layer model through ExecuTorch's export (about 10 minutes on 2 cores): verified
+    against transformers, then measured; its perplexity is transformers' own on the same tokens."""
+    from device_bench.et_runtime import EtModel
+
+    (m,) = convert(demo_ckpt, "executorch:fp32?max_seq_len=1024", tmp_path)
+    v = m.verification
+    assert v["passed"] and v["greedy_tokens"] == 16 and v["top1_agreement"] >= 0.99 and v["tokenizer_match"]
+    assert m.details["delegation"]["xnnpack_delegate_calls"] >= 30  # every layer's linears run in XNNPACK
+    (row,) = bench([tmp_path / m.artifact], config=BenchConfig(reps=1, chunks=2), store=Store(tmp_path / "r.sqlite"))
+    assert row.pp_tps > 0 and row.tg_tps > 0 and row.peak_rss_bytes > m.size_bytes * 0.9
+    with EtModel(tmp_path / m.artifact, tmp_path / m.details["tokenizer_file"]["file"]) as em:
+        tokens = em.tokenize(load_dataset("pydoc").text, add_special=True)
+        bos = em.bos if em.add_bos else None
+    assert row.ppl == pytest.approx(transformers_ppl(demo_ckpt, tokens, 512, 2, bos), rel=0.005)

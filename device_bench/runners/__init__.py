@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
-RUNNERS = {"gguf": "device_bench.runners.gguf"}
+RUNNERS = {
+    "gguf": "device_bench.runners.gguf",
+    "executorch": "device_bench.runners.executorch",
+}
