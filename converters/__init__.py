@@ -1,4 +1,4 @@
-"""Converters: one module per target family (GGUF, ExecuTorch; ONNX plugs in the same way).
+"""Converters: one module per target family (GGUF, ExecuTorch, ONNX).
 
 Each family module exposes ``FAMILY`` (its name in format specs such as ``gguf:q4_k_m``) and
 ``check(checkpoint, requests)`` (refuse before writing) and
@@ -17,6 +17,7 @@ from edge.registry import Registry
 FAMILY_MODULES: Registry[str] = Registry("converter family")
 FAMILY_MODULES.register("gguf", "converters.gguf")
 FAMILY_MODULES.register("executorch", "converters.executorch")
+FAMILY_MODULES.register("onnx", "converters.onnx")
 
 
 def family_module(family: str) -> ModuleType:

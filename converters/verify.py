@@ -109,3 +109,32 @@ def compare(checkpoint: Path, model: Any, text: str, *, n_greedy: int = 16, n_po
 def require(result: Verification, artifact: Path) -> None:
     if not result.passed:
         raise VerificationError(f"{artifact.name} does not reproduce the Hugging Face model: {result.summary()}")
+
+
+def hf_perplexity(model_or_checkpoint: Any, tokens: list[int], n_ctx: int, chunks: int, bos: int | None) -> float:
+    """Perplexity with llama-perplexity's chunk protocol (second half of each chunk scored), computed by
+    transformers (given a checkpoint folder) or by a runtime model (given one with ``decode``)."""
+    import math
+
+    from device_bench.metrics import chunk_layout, chunk_tokens, log_softmax
+
+    if isinstance(model_or_checkpoint, (str, Path)):
+        _, hf = load_hf(Path(model_or_checkpoint))
+
+        def logits(chunk: list[int]) -> np.ndarray:
+            return hf_logits(hf, chunk)
+    else:
+        rt = model_or_checkpoint
+
+        def logits(chunk: list[int]) -> np.ndarray:
+            rt.clear()
+            return rt.decode(chunk, logits_from=0)
+
+    n_chunk, first = chunk_layout(len(tokens), n_ctx, chunks)
+    nll = []
+    for i in range(n_chunk):
+        chunk = chunk_tokens(tokens, i, n_ctx, bos)
+        lp = log_softmax(logits(chunk)[first:-1])
+        targets = np.asarray(tokens[i * n_ctx + first + 1:(i + 1) * n_ctx])
+        nll.append(-lp[np.arange(len(targets)), targets])
+    return math.exp(float(np.concatenate(nll).mean()))

@@ -79,12 +79,30 @@ def _manifest_from_gguf(path: Path, digest: str) -> Manifest:
                  "tensor_types": facts["tensor_types"]})
 
 
+def _open_folder(p: Path, progress: Progress) -> Artifact:
+    """An ONNX artifact is a folder made by onnxruntime-genai's builder, its manifest beside it."""
+    from converters.onnx import folder_digest
+
+    if not (p / "genai_config.json").exists():
+        raise ArtifactError(f"{p} is a folder without genai_config.json: give an artifact file (model-q4_k_m.gguf, "
+                            "model-et-8da4w.pte) or an onnxruntime-genai model folder")
+    manifest = read_manifest(p)
+    if manifest is None:
+        raise ArtifactError(f"{p} has no manifest beside it ({p.name}.manifest.json): edge benches ONNX folders "
+                            "that `edge convert` wrote")
+    progress.start(f"checking {p.name}")
+    digest, size = folder_digest(p)
+    if manifest.sha256 != digest or manifest.size_bytes != size:
+        raise ArtifactError(f"{p}: sha256 does not match its manifest: a file in the folder is corrupt or was changed")
+    return Artifact(p.resolve(), manifest)
+
+
 def open_artifact(path: str | Path, progress: Progress = NULL) -> Artifact:
     p = Path(path).expanduser()
     if not p.exists():
         raise ArtifactError(f"artifact not found: {p}")
     if p.is_dir():
-        raise ArtifactError(f"{p} is a folder; give an artifact file (e.g. model-q4_k_m.gguf)")
+        return _open_folder(p, progress)
     family = sniff_family(p)
     manifest = read_manifest(p)
     if family is None:

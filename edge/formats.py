@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl
 from converters.executorch_tables import PARAMS as ET_PARAMS
 from converters.executorch_tables import QUANTS as ET_QUANTS
 from converters.gguf_tables import GGUF_TYPES
+from converters.onnx_tables import PARAMS as ONNX_PARAMS
+from converters.onnx_tables import VARIANTS as ONNX_VARIANTS
 from edge.errors import EdgeError
 from edge.registry import Registry
 
@@ -50,6 +52,9 @@ for _q in ET_QUANTS:
     _params = tuple(p for p in ET_PARAMS if p != "group" or _q.default_group is not None)
     FORMATS.register(f"executorch:{_q.variant}",
                      FormatInfo("executorch", _q.variant, _q.nominal_bpw, _q.qmode is not None, _q.description, _params))
+for _v in ONNX_VARIANTS:
+    FORMATS.register(f"onnx:{_v.variant}", FormatInfo("onnx", _v.variant, _v.nominal_bpw, _v.precision != "fp32",
+                                                      _v.description, ONNX_PARAMS if _v.blocks else ()))
 
 
 def parse_format(text: str) -> FormatRequest:

@@ -95,3 +95,14 @@ def make_checkpoint(folder: Path, arch: str = "llama", tokenizer: str = "bpe", *
 
 def tokenizer_json(folder: Path) -> dict:
     return json.loads((folder / "tokenizer.json").read_text())
+
+
+def copy_with_config(src: Path, dst: Path, **changes) -> Path:
+    """A copy of checkpoint ``src`` at ``dst`` with config.json keys changed (for bad-input tests)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg.update(changes)
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from checkpoints import copy_with_config
 
 from edge.artifacts import open_artifact
 from edge.bench import BenchConfig, bench
@@ -36,10 +37,7 @@ def test_missing_and_broken_config(tiny, tmp_path):
 
 
 def test_unsupported_architecture_is_named(tiny, tmp_path):
-    ck = _copy(tiny(), tmp_path / "ck")
-    cfg = json.loads((ck / "config.json").read_text())
-    cfg["architectures"] = ["GPTNeoXForCausalLM"]
-    (ck / "config.json").write_text(json.dumps(cfg))
+    ck = copy_with_config(tiny(), tmp_path / "ck", architectures=["GPTNeoXForCausalLM"])
     with pytest.raises(UnsupportedArchitectureError, match="GPTNeoXForCausalLM is not supported.*LlamaForCausalLM.*Qwen3ForCausalLM"):
         convert(ck, "gguf:f16", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

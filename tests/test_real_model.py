@@ -100,3 +100,10 @@ def test_demo_executorch_program_reproduces_transformers(demo_ckpt, tmp_path):
         tokens = em.tokenize(load_dataset("pydoc").text, add_special=True)
         bos = em.bos if em.add_bos else None
     assert row.ppl == pytest.approx(transformers_ppl(demo_ckpt, tokens, 512, 2, bos), rel=0.005)
+
+
+def test_demo_onnx_reproduces_transformers_and_shows_the_int4_cliff(demo_ckpt, tmp_path):
+    ms = {m.format: m for m in convert(demo_ckpt, "onnx:int4", tmp_path)}
+    ref, q4 = ms["onnx:fp32"].verification, ms["onnx:int4"].verification
+    assert ref["passed"] and abs(ref["ppl_rel_diff"]) <= 0.005 and ref["greedy_tokens"] == 16
+    assert q4["ppl"] > ref["ppl"] * 1.02  # 4-bit RTN blocks of 32 cost measurable perplexity on the real model

@@ -5,4 +5,5 @@ from __future__ import annotations
 RUNNERS = {
     "gguf": "device_bench.runners.gguf",
     "executorch": "device_bench.runners.executorch",
+    "onnx": "device_bench.runners.onnx",
 }

@@ -1,0 +1,89 @@
+"""onnxruntime-genai behind the interface the measurement protocol and the verification use (that of
+``device_bench.llama_runtime.LlamaModel``): a Generator whose KV cache is rewound to 0 for a new
+sequence, logits read from the model's ``logits`` output (every appended position), threads set through
+the session-options overlay. Text goes through the folder's Hugging Face ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ArtifactError, BenchError
+
+
+class OgModel:
+    def __init__(self, folder: str | Path, *, n_threads: int | None = None, max_length: int = 2048) -> None:
+        import os
+
+        import onnxruntime_genai as og
+        from tokenizers import Tokenizer
+
+        self.path = Path(folder)
+        if not (self.path / "genai_config.json").exists():
+            raise ArtifactError(f"{self.path} has no genai_config.json: not an onnxruntime-genai model folder")
+        self.n_threads = int(n_threads or os.cpu_count() or 1)
+        genai = json.loads((self.path / "genai_config.json").read_text())
+        self.n_ctx = min(max_length, int(genai["model"].get("context_length", max_length)))
+        self.n_vocab = int(genai["model"]["vocab_size"])
+        try:
+            cfg = og.Config(str(self.path))
+            cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
+                "intra_op_num_threads": self.n_threads, "inter_op_num_threads": 1}}}}))
+            self._model = og.Model(cfg)
+            params = og.GeneratorParams(self._model)
+            params.set_search_options(max_length=self.n_ctx)
+            self._gen = og.Generator(self._model, params)
+        except Exception as exc:  # onnxruntime reports load failures as RuntimeError/OrtException text
+            raise ArtifactError(f"{self.path.name}: onnxruntime-genai cannot load this model ({exc})") from None
+        self._pos = 0
+        tok_file = self.path / "tokenizer.json"
+        if not tok_file.exists():
+            raise ArtifactError(f"{self.path} has no tokenizer.json")
+        self._tok = Tokenizer.from_file(str(tok_file))
+        plain = self._tok.encode("a", add_special_tokens=False).ids
+        special = self._tok.encode("a", add_special_tokens=True).ids
+        self.add_bos = len(special) > len(plain) and special[1:] == plain
+        self.bos = special[0] if self.add_bos else -1
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=add_special).ids)
+
+    def clear(self) -> None:
+        if self._pos:
+            self._gen.rewind_to(0)
+            self._pos = 0
+
+    def decode(self, tokens: Sequence[int], *, start: int = 0, logits_from: int | None = None) -> np.ndarray | None:
+        n = len(tokens)
+        if start + n > self.n_ctx:
+            raise BenchError(f"{n} tokens at position {start} exceed the model's context of {self.n_ctx}")
+        if start != self._pos:
+            if start != 0:
+                raise BenchError(f"onnxruntime-genai continues a sequence at {self._pos}, not at {start}")
+            self.clear()
+        self._gen.append_tokens(np.asarray([list(tokens)], dtype=np.int32))
+        self._pos = start + n
+        want_from = n - 1 if logits_from is None else logits_from
+        if want_from >= n:
+            return None
+        logits = self._gen.get_output("logits")[0]   # [n, vocab]: every appended position
+        return np.asarray(logits[want_from:], dtype=np.float32)
+
+    def greedy(self, prompt: Sequence[int], n_new: int) -> list[int]:
+        from device_bench.protocol import greedy
+
+        return greedy(self, list(prompt), n_new)
+
+    def close(self) -> None:
+        self._gen = None
+        self._model = None
+
+    def __enter__(self) -> OgModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
