@@ -206,6 +206,8 @@ def demo(
     rebuild its Hugging Face checkpoint (cached), convert, bench on this machine, print the matrix.
 
     The demo checkpoint is rebuilt from a Q4_1 GGUF, so its "unquantized" baseline carries Q4_1 rounding.
+    Default formats: eight GGUF types and ONNX int8/int4; add ExecuTorch with e.g.
+    -f gguf:q4_k_m,executorch:8da4w (about 10 minutes per program to export on 2 cores).
     """
     from edge.bench import BenchConfig, bench as do_bench
     from edge.convert import convert as do_convert

