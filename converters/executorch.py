@@ -175,7 +175,7 @@ def _manifest(path: Path, req: FormatRequest, opts: EtOptions, ckpt: Checkpoint,
             "kv_cache": True, "sdpa": "llama::sdpa_with_kv_cache", "bits_per_weight_basis": "file size / source parameters",
             "tokenizer_file": {"file": tok_path.name, "sha256": tok_sha},
             "delegation": profile.delegation, "export_seconds": {k: round(v, 2) for k, v in profile.seconds.items()},
-            "export_peak_rss_bytes": profile.peak_rss_bytes,
+            "export_peak_rss_bytes": profile.peak_rss_bytes, "export_peak_rss_per_export": profile.peak_is_per_export,
         })
     write_manifest(path, m)
     return m

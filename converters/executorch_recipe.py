@@ -65,6 +65,7 @@ class ExportProfile:
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_bytes: int | None = None
     delegation: dict[str, Any] = field(default_factory=dict)
+    peak_is_per_export: bool = False    # False: the peak is the converting process's so far
 
     @property
     def total_s(self) -> float:
@@ -206,10 +207,10 @@ def export_pte(ckpt: Checkpoint, opts: EtOptions, out: Path, metadata: dict[str,
                progress: Progress = NULL, label: str = "") -> ExportProfile:
     """Export ``ckpt`` to ``out`` (a path the caller renames into place). Raises ConversionError naming
     the stage that failed."""
-    from device_bench.procmem import peak_rss
+    from device_bench.procmem import peak_rss, reset_peak_rss
 
     hp = check_supported(ckpt)
-    profile = ExportProfile()
+    profile = ExportProfile(peak_is_per_export=reset_peak_rss())
     stage = STAGES[0]
 
     def begin(name: str, total: float | None = None) -> float:

@@ -33,3 +33,13 @@ def peak_rss() -> int:
 
 def current_rss() -> int:
     return _status().get("VmRSS", 0)
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak: Linux resets VmHWM to the current RSS when "5" is written to clear_refs.
+    Returns False where that is not possible (the peak then covers the process's life so far)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False

@@ -167,4 +167,4 @@ def test_manifest_is_json_with_export_profile(et_artifacts):
     out, ms = et_artifacts
     data = json.loads((out / (ms["executorch:int8"].artifact + ".manifest.json")).read_text())
     assert set(data["details"]["export_seconds"]) >= {"torch.export", "lower to XNNPACK", "to_executorch"}
-    assert data["details"]["export_peak_rss_bytes"] > 0
+    assert data["details"]["export_peak_rss_bytes"] > 0 and data["details"]["export_peak_rss_per_export"] is True

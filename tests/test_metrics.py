@@ -69,3 +69,14 @@ def test_parse_proc_texts():
     assert ci == {"cpu_model": "AMD EPYC 7B13", "cores_logical": 2, "cores_physical": 2}
     mi = parse_meminfo("MemTotal:       24576000 kB\nMemAvailable:   20000000 kB\nHugePages_Total:       0\n")
     assert mi["MemTotal"] == 24576000 * 1024 and mi["HugePages_Total"] == 0
+
+
+def test_peak_rss_can_be_reset_between_exports():
+    from device_bench.procmem import peak_rss, reset_peak_rss
+
+    block = bytearray(200 * 2**20)
+    block[:: 4096] = b"\1" * len(block[:: 4096])  # touch every page
+    high = peak_rss()
+    del block
+    assert reset_peak_rss()
+    assert peak_rss() < high - 150 * 2**20
