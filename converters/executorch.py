@@ -85,8 +85,7 @@ def check(ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
 
 
 def file_name(stem: str, req: FormatRequest) -> str:
-    suffix = "".join(f"-{k}{v}" for k, v in sorted(req.params.items()) if v)
-    return f"{stem}-et-{req.info.variant}{suffix}.pte"
+    return f"{stem}-et-{req.info.variant}{req.file_suffix}.pte"
 
 
 def _metadata(ckpt: Checkpoint) -> dict:
@@ -154,9 +153,7 @@ def _verify(ckpt: Checkpoint, pte: Path, tokenizer: Path, text: str, n_threads: 
     from device_bench.et_runtime import EtModel
 
     with EtModel(pte, tokenizer, n_threads=n_threads) as m:
-        if strict:
-            return compare(ckpt.path, m, text, n_greedy=16, n_positions=256, min_top1=0.99)
-        return compare(ckpt.path, m, text, n_greedy=16, n_positions=256, min_top1=None)
+        return compare(ckpt.path, m, text, n_greedy=16, n_positions=256, min_top1=0.99 if strict else None)
 
 
 def _manifest(path: Path, req: FormatRequest, opts: EtOptions, ckpt: Checkpoint, source: dict, reference: dict | None,

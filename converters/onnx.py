@@ -9,7 +9,6 @@ transformers' perplexity on the same tokens within 0.5 %.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -18,8 +17,9 @@ import tempfile
 from pathlib import Path
 
 from converters.onnx_tables import ARCHITECTURES, BLOCK_SIZES, UNTIE_WHEN, VARIANTS
-from converters.verify import compare, hf_perplexity
-from edge.checkpoint import Checkpoint, sha256_file
+from converters.verify import compare, hf_perplexity, load_hf
+from device_bench.protocol import quality
+from edge.checkpoint import Checkpoint, folder_digest
 from edge.errors import ConversionError, EdgeError, UnsupportedArchitectureError, VerificationError
 from edge.formats import FormatRequest
 from edge.manifest import Manifest, write_manifest
@@ -56,16 +56,6 @@ def check(ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
         builder_options(req, ckpt)
 
 
-def folder_digest(folder: Path) -> tuple[str, int]:
-    """sha256 over the folder's files (relative path and content hash, sorted) and their total size."""
-    h = hashlib.sha256()
-    size = 0
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        size += f.stat().st_size
-        h.update(f"{f.relative_to(folder).as_posix()}\0{sha256_file(f)}\n".encode())
-    return h.hexdigest(), size
-
-
 def run_builder(ckpt: Checkpoint, precision: str, opts: dict[str, str], out: Path, cache: Path, name: str) -> None:
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(ckpt.path), "-o", str(out),
            "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", *(f"{k}={v}" for k, v in opts.items())]
@@ -79,8 +69,7 @@ def run_builder(ckpt: Checkpoint, precision: str, opts: dict[str, str], out: Pat
 
 
 def file_name(stem: str, req: FormatRequest) -> str:
-    suffix = "".join(f"-{k}{v}" for k, v in sorted(req.params.items()) if v)
-    return f"{stem}-onnx-{req.info.variant}{suffix}"
+    return f"{stem}-onnx-{req.info.variant}{req.file_suffix}"
 
 
 def convert(ckpt: Checkpoint, requests: list[FormatRequest], out_dir: Path, *, source: dict, text: str,
@@ -124,13 +113,14 @@ def convert(ckpt: Checkpoint, requests: list[FormatRequest], out_dir: Path, *, s
 def _verify(ckpt: Checkpoint, folder: Path, text: str, n_threads: int | None, *, strict: bool) -> dict:
     from device_bench.og_runtime import OgModel
 
+    hf = load_hf(ckpt.path)  # once, for both checks
     with OgModel(folder, n_threads=n_threads) as m:  # loads: an artifact that does not load is never kept
-        v = compare(ckpt.path, m, text, n_greedy=16, n_positions=256, min_top1=0.99 if strict else None)
+        v = compare(ckpt.path, m, text, n_greedy=16, n_positions=256, min_top1=0.99 if strict else None, hf=hf)
         tokens = m.tokenize(text, add_special=True)
         n_ctx = 512 if len(tokens) >= 1024 else 128
         bos = m.bos if m.add_bos else None
-        ppl = hf_perplexity(m, tokens, n_ctx, 2, bos)
-    ref_ppl = hf_perplexity(ckpt.path, tokens, n_ctx, 2, bos)
+        ppl = quality(m, text, {"ctx": n_ctx, "chunks": 2}, None, None, lambda ev: None, tokens=tokens)["ppl"]
+    ref_ppl = hf_perplexity(hf[1], tokens, n_ctx, 2, bos)
     out = {**v.to_json(), "ppl": ppl, "transformers_ppl": ref_ppl, "ppl_rel_diff": ppl / ref_ppl - 1,
            "ppl_tokens": 2 * n_ctx, "summary": f"{v.summary()}, PPL {ppl:.4f} vs transformers {ref_ppl:.4f}"}
     if strict:
@@ -159,4 +149,4 @@ def _manifest(folder: Path, req: FormatRequest, opts: dict[str, str], ckpt: Chec
     return m
 
 
-__all__ = ["FAMILY", "check", "convert", "folder_digest", "builder_options"]
+__all__ = ["FAMILY", "check", "convert", "builder_options"]

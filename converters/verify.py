@@ -80,10 +80,10 @@ def _first_difference(a: list[int], b: list[int]) -> int | None:
 
 
 def compare(checkpoint: Path, model: Any, text: str, *, n_greedy: int = 16, n_positions: int = 256,
-            min_greedy: int | None = None, min_top1: float | None = 0.99) -> Verification:
+            min_greedy: int | None = None, min_top1: float | None = 0.99, hf: tuple | None = None) -> Verification:
     """Compare a loaded runtime model with transformers; ``passed`` applies the thresholds given
-    (None: no threshold, the figures are recorded only)."""
-    tok, hf = load_hf(checkpoint)
+    (None: no threshold, the figures are recorded only). ``hf``: what ``load_hf`` returned, if loaded."""
+    tok, hf = hf or load_hf(checkpoint)
     sample = text[:4000]
     hf_ids = tok(sample, add_special_tokens=False)["input_ids"]
     mismatch = _first_difference(hf_ids, model.tokenize(sample, add_special=False))
@@ -111,30 +111,22 @@ def require(result: Verification, artifact: Path) -> None:
         raise VerificationError(f"{artifact.name} does not reproduce the Hugging Face model: {result.summary()}")
 
 
-def hf_perplexity(model_or_checkpoint: Any, tokens: list[int], n_ctx: int, chunks: int, bos: int | None) -> float:
-    """Perplexity with llama-perplexity's chunk protocol (second half of each chunk scored), computed by
-    transformers (given a checkpoint folder) or by a runtime model (given one with ``decode``)."""
+def hf_perplexity(checkpoint_or_model: Any, tokens: list[int], n_ctx: int, chunks: int, bos: int | None) -> float:
+    """Transformers' own perplexity on ``tokens`` with llama-perplexity's chunk protocol (second half of each
+    chunk scored): the reference a runtime's figure is checked against, computed independently of
+    ``device_bench.protocol``. Takes a checkpoint folder or a model from ``load_hf``."""
     import math
 
     from device_bench.metrics import chunk_layout, chunk_tokens, log_softmax
 
-    if isinstance(model_or_checkpoint, (str, Path)):
-        _, hf = load_hf(Path(model_or_checkpoint))
-
-        def logits(chunk: list[int]) -> np.ndarray:
-            return hf_logits(hf, chunk)
-    else:
-        rt = model_or_checkpoint
-
-        def logits(chunk: list[int]) -> np.ndarray:
-            rt.clear()
-            return rt.decode(chunk, logits_from=0)
-
+    hf = checkpoint_or_model
+    if isinstance(hf, (str, Path)):
+        _, hf = load_hf(Path(hf))
     n_chunk, first = chunk_layout(len(tokens), n_ctx, chunks)
     nll = []
     for i in range(n_chunk):
         chunk = chunk_tokens(tokens, i, n_ctx, bos)
-        lp = log_softmax(logits(chunk)[first:-1])
+        lp = log_softmax(hf_logits(hf, chunk)[first:-1])
         targets = np.asarray(tokens[i * n_ctx + first + 1:(i + 1) * n_ctx])
         nll.append(-lp[np.arange(len(targets)), targets])
     return math.exp(float(np.concatenate(nll).mean()))

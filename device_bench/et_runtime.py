@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.executorch_tables import REQUIRED_METHODS
+from device_bench.protocol import HfTokenizerText, RuntimeModel
 from edge.errors import ArtifactError, BenchError
 
 
@@ -28,10 +29,9 @@ def _runtime():
     return portable_lib
 
 
-class EtModel:
+class EtModel(HfTokenizerText, RuntimeModel):
     def __init__(self, path: str | Path, tokenizer: str | Path, *, n_threads: int | None = None) -> None:
         import torch
-        from tokenizers import Tokenizer
 
         self._torch = torch
         self.path = Path(path)
@@ -53,11 +53,7 @@ class EtModel:
         self.n_vocab = int(self._meta("get_vocab_size"))
         # one forward call takes at most max_seq_len - 1 tokens (the dynamic dimension's bound)
         self.max_chunk = max(1, self.n_ctx - 1) if "enable_dynamic_shape" in names and self._meta("enable_dynamic_shape") else None
-        self._tok = Tokenizer.from_file(str(tokenizer))
-        plain = self._tok.encode("a", add_special_tokens=False).ids
-        special = self._tok.encode("a", add_special_tokens=True).ids
-        self.add_bos = len(special) > len(plain) and special[1:] == plain
-        self.bos = special[0] if self.add_bos else -1
+        self._load_tokenizer(tokenizer)
         probe = self._m.forward((torch.tensor([[max(self.bos, 0)]], dtype=torch.long), torch.tensor([0], dtype=torch.long)))
         self.full_logits = probe[0].dim() == 3  # [1, n, vocab]: every token's logits; [1, vocab]: the last one's
 
@@ -65,9 +61,6 @@ class EtModel:
         out = self._m.run_method(name, ())
         value = out[0] if isinstance(out, (list, tuple)) else out
         return value.item() if hasattr(value, "item") else value
-
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=add_special).ids)
 
     def clear(self) -> None:
         """The KV cache is positional: the next call at position 0 starts a new sequence."""
@@ -105,16 +98,5 @@ class EtModel:
             return None
         return np.stack(rows).astype(np.float32, copy=False)
 
-    def greedy(self, prompt: Sequence[int], n_new: int) -> list[int]:
-        from device_bench.protocol import greedy
-
-        return greedy(self, list(prompt), n_new)
-
     def close(self) -> None:
         self._m = None
-
-    def __enter__(self) -> EtModel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device_bench.protocol import RuntimeModel
 from edge.errors import ArtifactError, BenchError
 
 _LOG: deque[str] = deque(maxlen=50)
@@ -45,7 +46,7 @@ def last_log(n: int = 3) -> str:
     return " | ".join(lines[-n:])
 
 
-class LlamaModel:
+class LlamaModel(RuntimeModel):
     """One GGUF model with one context of ``n_ctx`` tokens."""
 
     def __init__(self, path: str | Path, *, n_ctx: int = 512, n_batch: int = 512, n_threads: int | None = None,
@@ -145,23 +146,12 @@ class LlamaModel:
             return None
         return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def greedy(self, prompt: Sequence[int], n_new: int) -> list[int]:
-        from device_bench.protocol import greedy
-
-        return greedy(self, list(prompt), n_new)
-
     def close(self) -> None:
         if getattr(self, "_ctx", None):
             self._lib.llama_batch_free(self._batch)
             self._lib.llama_free(self._ctx)
             self._lib.llama_model_free(self._model)
             self._ctx = None
-
-    def __enter__(self) -> LlamaModel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:  # pragma: no cover
         try:

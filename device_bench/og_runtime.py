@@ -7,20 +7,19 @@ the session-options overlay. Text goes through the folder's Hugging Face ``token
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from device_bench.protocol import HfTokenizerText, RuntimeModel
 from edge.errors import ArtifactError, BenchError
 
 
-class OgModel:
+class OgModel(HfTokenizerText, RuntimeModel):
     def __init__(self, folder: str | Path, *, n_threads: int | None = None, max_length: int = 2048) -> None:
-        import os
-
         import onnxruntime_genai as og
-        from tokenizers import Tokenizer
 
         self.path = Path(folder)
         if not (self.path / "genai_config.json").exists():
@@ -43,14 +42,7 @@ class OgModel:
         tok_file = self.path / "tokenizer.json"
         if not tok_file.exists():
             raise ArtifactError(f"{self.path} has no tokenizer.json")
-        self._tok = Tokenizer.from_file(str(tok_file))
-        plain = self._tok.encode("a", add_special_tokens=False).ids
-        special = self._tok.encode("a", add_special_tokens=True).ids
-        self.add_bos = len(special) > len(plain) and special[1:] == plain
-        self.bos = special[0] if self.add_bos else -1
-
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=add_special).ids)
+        self._load_tokenizer(tok_file)
 
     def clear(self) -> None:
         if self._pos:
@@ -73,17 +65,6 @@ class OgModel:
         logits = self._gen.get_output("logits")[0]   # [n, vocab]: every appended position
         return np.asarray(logits[want_from:], dtype=np.float32)
 
-    def greedy(self, prompt: Sequence[int], n_new: int) -> list[int]:
-        from device_bench.protocol import greedy
-
-        return greedy(self, list(prompt), n_new)
-
     def close(self) -> None:
         self._gen = None
         self._model = None
-
-    def __enter__(self) -> OgModel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -87,14 +87,51 @@ def greedy(m, prompt: list[int], n_new: int) -> list[int]:
     return produced
 
 
+class RuntimeModel:
+    """What every runtime's model shares: greedy decoding on top of its ``clear``/``decode``, and use as
+    a context manager around its ``close``."""
+
+    def greedy(self, prompt: list[int], n_new: int) -> list[int]:
+        return greedy(self, list(prompt), n_new)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HfTokenizerText:
+    """Text for runtimes that ship a Hugging Face ``tokenizer.json`` (ExecuTorch, onnxruntime-genai):
+    BOS is what the tokenizer's post-processor adds, found by encoding a probe with and without it."""
+
+    def _load_tokenizer(self, path: str | Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(path))
+        plain = self._tok.encode("a", add_special_tokens=False).ids
+        special = self._tok.encode("a", add_special_tokens=True).ids
+        self.add_bos = len(special) > len(plain) and special[1:] == plain
+        self.bos = special[0] if self.add_bos else -1
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=add_special).ids)
+
+
 def _tokens_digest(tokens: list[int]) -> str:
     return hashlib.sha256(np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest()
 
 
 def quality(m, text: str, cfg: dict[str, Any], base_out: str | None, base_in: str | None,
-            emit: Emit) -> dict[str, Any]:
+            emit: Emit, tokens: list[int] | None = None) -> dict[str, Any]:
+    """Perplexity (and KL divergence against ``base_in``'s log-probs) of ``text``, tokenized by the model
+    unless its ``tokens`` are given."""
     n_ctx = cfg["ctx"]
-    tokens = m.tokenize(text, add_special=True)
+    if tokens is None:
+        tokens = m.tokenize(text, add_special=True)
     n_chunk, first = chunk_layout(len(tokens), n_ctx, cfg.get("chunks"))
     if n_chunk == 0:
         raise DatasetError(f"the evaluation text is {len(tokens)} tokens; perplexity needs at least {n_ctx} (one chunk)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converters.gguf_tables import GGUF_TYPES
-from edge.checkpoint import sha256_file
+from edge.checkpoint import folder_digest, sha256_file
 from edge.errors import ArtifactError
 from edge.manifest import Manifest, read_manifest
 from edge.progress import NULL, Progress
@@ -81,8 +81,6 @@ def _manifest_from_gguf(path: Path, digest: str) -> Manifest:
 
 def _open_folder(p: Path, progress: Progress) -> Artifact:
     """An ONNX artifact is a folder made by onnxruntime-genai's builder, its manifest beside it."""
-    from converters.onnx import folder_digest
-
     if not (p / "genai_config.json").exists():
         raise ArtifactError(f"{p} is a folder without genai_config.json: give an artifact file (model-q4_k_m.gguf, "
                             "model-et-8da4w.pte) or an onnxruntime-genai model folder")

@@ -44,6 +44,11 @@ class FormatRequest:
         query = "&".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{self.info.name}?{query}"
 
+    @property
+    def file_suffix(self) -> str:
+        """The parameters as a file-name suffix: ``?group=32&embedding=4`` -> ``-embedding4-group32``."""
+        return "".join(f"-{k}{v}" for k, v in sorted(self.params.items()) if v)
+
 
 FORMATS: Registry[FormatInfo] = Registry("format")
 for _t in GGUF_TYPES:

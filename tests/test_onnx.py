@@ -27,7 +27,7 @@ def onnx_artifacts(tiny, tmp_path_factory):
 
 
 def test_every_variant_is_built_loaded_and_described(onnx_artifacts):
-    from converters.onnx import folder_digest
+    from edge.checkpoint import folder_digest
 
     out, ms = onnx_artifacts
     assert set(ms) == {"onnx:fp32", "onnx:int8", "onnx:int4?block=64", "onnx:int4-mixed"}
