@@ -132,6 +132,23 @@ def _verify(ckpt: Checkpoint, folder: Path, text: str, n_threads: int | None, *,
     return out
 
 
+def float_tensors(folder: Path, min_elements: int = 1 << 20) -> dict[str, int]:
+    """Large initializers the builder left in floating point (bytes by name): with int8 the builder keeps
+    the embedding float, because its quantized Gather (GatherBlockQuantized) only takes 4-bit weights."""
+    import onnx
+
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    sizes = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2}
+    out = {}
+    for t in model.graph.initializer:
+        n = 1
+        for d in t.dims:
+            n *= d
+        if t.data_type in sizes and n >= min_elements:
+            out[t.name] = n * sizes[t.data_type]
+    return out
+
+
 def _manifest(folder: Path, req: FormatRequest, opts: dict[str, str], ckpt: Checkpoint, source: dict,
               reference: dict | None, verification: dict, progress: Progress) -> Manifest:
     progress.start(f"sha256 {folder.name}")
@@ -143,6 +160,7 @@ def _manifest(folder: Path, req: FormatRequest, opts: dict[str, str], ckpt: Chec
         tools=tool_versions(*TOOLS), params=dict(req.params), reference=reference, verification=verification,
         details={"precision": _VARIANTS[req.info.variant].precision, "builder_options": opts,
                  "execution_provider": "cpu", "files": sorted(p.name for p in folder.iterdir()),
+                 "float_tensors": float_tensors(folder),
                  "sha256_basis": "sha256 of sorted 'path\\0sha256' lines of the folder's files",
                  "bits_per_weight_basis": "folder size / source parameters"})
     write_manifest(folder, m)
