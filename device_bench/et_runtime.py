@@ -8,14 +8,13 @@ Text goes through the Hugging Face ``tokenizer.json`` shipped beside the program
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from converters.executorch_tables import REQUIRED_METHODS
-from device_bench.protocol import HfTokenizerText, RuntimeModel
+from device_bench.protocol import HfTokenizerText, RuntimeModel, default_threads
 from edge.errors import ArtifactError, BenchError
 
 
@@ -36,7 +35,7 @@ class EtModel(HfTokenizerText, RuntimeModel):
         self._torch = torch
         self.path = Path(path)
         rt = _runtime()
-        self.n_threads = int(n_threads or os.cpu_count() or 1)
+        self.n_threads = int(n_threads or default_threads())
         rt._unsafe_reset_threadpool(self.n_threads)
         try:
             self._m = rt._load_for_executorch(str(self.path))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_bench.protocol import RuntimeModel
+from device_bench.protocol import RuntimeModel, default_threads
 from edge.errors import ArtifactError, BenchError
 
 _LOG: deque[str] = deque(maxlen=50)
@@ -66,9 +66,7 @@ class LlamaModel(RuntimeModel):
         cparams.n_ctx = n_ctx
         cparams.n_batch = n_batch
         cparams.n_ubatch = n_batch
-        if n_threads:
-            cparams.n_threads = n_threads
-            cparams.n_threads_batch = n_threads
+        cparams.n_threads = cparams.n_threads_batch = n_threads or default_threads()
         cparams.no_perf = True
         if f32_kv_cache:  # exact attention for verification; the bench keeps llama.cpp's defaults
             cparams.type_k = cparams.type_v = llama_cpp.GGML_TYPE_F32

@@ -7,13 +7,12 @@ the session-options overlay. Text goes through the folder's Hugging Face ``token
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from device_bench.protocol import HfTokenizerText, RuntimeModel
+from device_bench.protocol import HfTokenizerText, RuntimeModel, default_threads
 from edge.errors import ArtifactError, BenchError
 
 
@@ -24,7 +23,7 @@ class OgModel(HfTokenizerText, RuntimeModel):
         self.path = Path(folder)
         if not (self.path / "genai_config.json").exists():
             raise ArtifactError(f"{self.path} has no genai_config.json: not an onnxruntime-genai model folder")
-        self.n_threads = int(n_threads or os.cpu_count() or 1)
+        self.n_threads = int(n_threads or default_threads())
         genai = json.loads((self.path / "genai_config.json").read_text())
         self.n_ctx = min(max_length, int(genai["model"].get("context_length", max_length)))
         self.n_vocab = int(genai["model"]["vocab_size"])
