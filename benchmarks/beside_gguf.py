@@ -50,7 +50,7 @@ def bench_and_print(args: argparse.Namespace, out: Path, have: dict[str, Path], 
 
     cfg = BenchConfig(threads=args.threads, reps=args.reps, chunks=args.chunks)
     with Store(out / "bench.sqlite") as store:
-        rows = {r.format: r for r in bench([have[f] for f in GGUF + formats], config=cfg, store=store)}
+        rows = {r.format: r for r in bench([have[f] for f in GGUF + formats], config=cfg, store=store, resume=False)}
     print(f"\n# local, {cfg.reps} reps, pp{cfg.n_prompt}/tg{cfg.n_gen}, perplexity {cfg.chunks} chunks of {cfg.ctx}")
     print(f"{'format':24} {'MiB':>6} {'bpw':>6} {'pp t/s':>16} {'tg t/s':>14} {'TTFT s':>7} {'load s':>7} "
           f"{'peak MiB':>8} {'PPL':>8} {'KLD':>8} {'same-top':>8}")

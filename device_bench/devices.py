@@ -1,22 +1,29 @@
 """Devices: where artifacts are measured. A registry, like formats; ``local`` is this machine.
 
 A device runs one job at a time in a fresh measuring process and returns the runner's JSON
-(see ``device_bench.runner``). Remote transports (SSH, adb) implement the same two methods.
+(see ``device_bench.runner``). Devices over SSH and adb (``device_bench.remote``, declared in
+devices.toml) have the same methods: facts, conditions, place (a file on the device), scratch, run_job.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from device_bench import membw
+from device_bench.config import config_path
+from device_bench.membw import cached_bandwidth
 from device_bench.runner import PROGRESS_PREFIX
-from device_bench.sysinfo import local_facts
-from edge.errors import ArtifactError, BenchError, DatasetError, EdgeError
+from device_bench.sysinfo import CONDITION_SECTIONS, conditions_from_probe, facts_from_probe, local_facts, probe_script, split_sections
+from edge.errors import ArtifactError, BenchError, DatasetError, DeviceError, EdgeError, UnknownNameError
 from edge.registry import Registry
 
 OnEvent = Callable[[dict[str, Any]], None]
@@ -30,46 +37,86 @@ ERROR_TYPES: dict[str, type[EdgeError]] = {
 class Device(Protocol):
     name: str
 
-    def facts(self) -> dict[str, Any]: ...
+    def facts(self, refresh: bool = False) -> dict[str, Any]: ...
+
+    def conditions(self) -> dict[str, Any]: ...
+
+    def place(self, local: Path, digest: str | None = None, on_bytes: Callable[[int], None] | None = None) -> str: ...
+
+    def scratch(self, name: str) -> str: ...
 
     def run_job(self, job: dict[str, Any], on_event: OnEvent) -> dict[str, Any]: ...
 
 
 class LocalDevice:
-    """This machine: each job runs in ``python -m device_bench.runner`` under the current interpreter."""
+    """This machine: each job runs in ``python -m device_bench.runner`` under the current interpreter;
+    files are used where they are."""
 
     name = "local"
 
     def __init__(self) -> None:
         self._facts: dict[str, Any] | None = None
+        self._scratch = Path(tempfile.mkdtemp(prefix="edge-local-"))
+        weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
 
-    def facts(self) -> dict[str, Any]:
-        if self._facts is None:
-            self._facts = {"transport": "local", **local_facts()}
+    def _probe(self, sections: tuple[str, ...] | None = None) -> dict[str, str]:
+        proc = subprocess.run(["sh", "-c", probe_script(sections), "probe", str(self._scratch)], capture_output=True, text=True)
+        return split_sections(proc.stdout)
+
+    def facts(self, refresh: bool = False) -> dict[str, Any]:
+        if self._facts is None or refresh:
+            facts = {"transport": "local", "mode": "agent", **local_facts()}
+            probed = facts_from_probe(self._probe()) if sys.platform.startswith("linux") else {}
+            for key in ("clusters", "thermal_c", "max_temp_c", "governors", "disk_free_bytes"):
+                if key in probed:
+                    facts[key] = probed[key]
+            facts.update(cached_bandwidth(self.name, facts, membw.measure, refresh=refresh))
+            self._facts = facts
         return self._facts
+
+    def conditions(self) -> dict[str, Any]:
+        if not sys.platform.startswith("linux"):
+            return {}
+        return conditions_from_probe(self._probe(CONDITION_SECTIONS + ("stat",)))
+
+    def place(self, local: Path, digest: str | None = None, on_bytes: Callable[[int], None] | None = None) -> str:
+        return str(local)
+
+    def scratch(self, name: str) -> str:
+        return str(self._scratch / name)
 
     def run_job(self, job: dict[str, Any], on_event: OnEvent) -> dict[str, Any]:
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.Popen([sys.executable, "-m", "device_bench.runner"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        assert proc.stdin and proc.stderr and proc.stdout
+        return stream_job(proc, job, on_event)
+
+
+def stream_job(proc: subprocess.Popen, job: dict[str, Any], on_event: OnEvent, lost: str | None = None) -> dict[str, Any]:
+    """Feed a runner process its job, relay its progress lines, and decode its one-line JSON result."""
+    assert proc.stdin and proc.stderr and proc.stdout
+    try:
         proc.stdin.write(json.dumps(job))
         proc.stdin.close()
-        tail: list[str] = []
-        try:
-            for line in proc.stderr:
-                if line.startswith(PROGRESS_PREFIX):
-                    on_event(json.loads(line[len(PROGRESS_PREFIX):]))
-                elif line.strip():
-                    tail = (tail + [line.rstrip()])[-5:]
-            out = proc.stdout.read()
-            proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        return decode_result(out, proc.returncode, tail)
+    except BrokenPipeError:
+        pass
+    tail: list[str] = []
+    try:
+        for line in proc.stderr:
+            if line.startswith(PROGRESS_PREFIX):
+                on_event(json.loads(line[len(PROGRESS_PREFIX):]))
+            elif line.strip():
+                tail = (tail + [line.rstrip()])[-5:]
+        out = proc.stdout.read()
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if lost and proc.returncode == 255 and not out.strip():
+        raise DeviceError(f"{lost} ({' | '.join(tail) or 'no message'})")
+    return decode_result(out, proc.returncode, tail)
 
 
 def decode_result(stdout: str, returncode: int, stderr_tail: list[str]) -> dict[str, Any]:
@@ -88,5 +135,33 @@ DEVICES: Registry[Callable[[], Device]] = Registry("device")
 DEVICES.register("local", LocalDevice)
 
 
-def get_device(name: str) -> Device:
-    return DEVICES.get(name)()
+def get_device(name: str, config: Path | None = None) -> Device:
+    """``local``, a device of devices.toml, or ``adb:SERIAL`` for a phone the config does not name."""
+    from device_bench.config import load_specs, spec_for_serial
+    from device_bench.remote import RemoteDevice
+
+    if name in DEVICES:
+        return DEVICES.get(name)()
+    specs = load_specs(config)
+    if name in specs:
+        return RemoteDevice(specs[name])
+    if name.startswith("adb:"):
+        return RemoteDevice(spec_for_serial(name[4:]))
+    known = Registry[None]("device")
+    for n in [*DEVICES, *specs]:
+        known.register(n, None)
+    raise UnknownNameError(known.unknown_message(name) + f"; declare devices in {config or config_path()}")
+
+
+def all_devices(config: Path | None = None) -> list[Device]:
+    """Every device edge can name now: local, each of devices.toml, each phone adb reports that the
+    config does not already name."""
+    from device_bench.config import load_specs, spec_for_serial
+    from device_bench.remote import RemoteDevice
+    from device_bench.transports import adb_devices
+
+    specs = load_specs(config)
+    out: list[Device] = [LocalDevice(), *(RemoteDevice(s) for s in specs.values())]
+    named = {s.serial for s in specs.values() if s.transport == "adb"}
+    out += [RemoteDevice(spec_for_serial(d["serial"])) for d in adb_devices() if d["serial"] not in named]
+    return out

@@ -64,7 +64,11 @@ def perf(m, cfg: dict[str, Any], emit: Emit) -> dict[str, Any]:
         _time_pp(m, pp_tokens)
         _time_tg(m, min(n_gen, 16), rng)
     pp, tg, ttft = [], [], []
+    waits: list[dict[str, Any]] = []
     for r in range(reps):
+        if cfg.get("cooldown"):
+            emit({"stage": "cooling down"})
+            waits.append(cool_down(cfg["cooldown"], local_conditions))
         emit({"stage": f"pp{n_prompt} / tg{n_gen}", "done": r, "total": reps})
         pp.append(n_prompt / _time_pp(m, pp_tokens))
         tg.append(n_gen / _time_tg(m, n_gen, rng))
@@ -72,7 +76,36 @@ def perf(m, cfg: dict[str, Any], emit: Emit) -> dict[str, Any]:
     emit({"stage": f"pp{n_prompt} / tg{n_gen}", "done": reps, "total": reps})
     (pp_m, pp_s), (tg_m, tg_s), (tt_m, tt_s) = mean_std(pp), mean_std(tg), mean_std(ttft)
     return {"pp_tps": pp_m, "pp_tps_std": pp_s, "tg_tps": tg_m, "tg_tps_std": tg_s, "ttft_s": tt_m, "ttft_s_std": tt_s,
-            "pp_samples": pp, "tg_samples": tg, "ttft_samples": ttft}
+            "pp_samples": pp, "tg_samples": tg, "ttft_samples": ttft, **({"cooldown_waits": waits} if waits else {})}
+
+
+def local_conditions() -> dict[str, Any]:
+    """Thermal zones and a 1-second idle sample of the machine this process runs on."""
+    import subprocess
+
+    from device_bench.sysinfo import conditions_from_probe, probe_script, split_sections
+
+    proc = subprocess.run(["sh", "-c", probe_script(("thermal", "stat")), "probe", "."], capture_output=True, text=True)
+    return conditions_from_probe(split_sections(proc.stdout))
+
+
+def cool_down(spec: dict[str, Any], read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Wait until the device is back under ``max_temp_c`` (thermal zones), or, where it has none, until its
+    CPUs were ``min_idle`` idle over a second; give up after ``timeout_s``. Returns what was waited for."""
+    t0 = time.monotonic()
+    while True:
+        c = read()
+        temp, idle = c.get("max_temp_c"), c.get("idle")
+        if temp is not None:
+            ok, basis = temp <= spec["max_temp_c"], f"{temp:.1f} °C"
+        elif idle is not None:
+            ok, basis = idle >= spec.get("min_idle", 0.9), f"{100 * idle:.0f} % idle"
+        else:
+            return {"waited_s": 0.0, "basis": "no thermal zones or /proc/stat: not enforced"}
+        waited = time.monotonic() - t0
+        if ok or waited >= spec.get("timeout_s", 300):
+            return {"waited_s": round(waited, 1), "basis": basis, "reached": ok}
+        time.sleep(spec.get("poll_s", 2.0))
 
 
 def greedy(m, prompt: list[int], n_new: int) -> list[int]:

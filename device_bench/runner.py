@@ -1,13 +1,14 @@
 """The measuring process: ``python -m device_bench.runner`` reads one job (JSON) on stdin, runs it,
 and prints one JSON object on stdout. Progress goes to stderr as JSON lines prefixed ``@edge ``.
 
-The same entry point serves the local machine today and a device's agent over SSH tomorrow.
+The same entry point serves the local machine and a device's agent (over SSH or adb).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -23,9 +24,19 @@ def emit(event: dict[str, Any]) -> None:
     sys.stderr.flush()
 
 
+def pin_cpus(job: dict[str, Any]) -> None:
+    """``--cores big``: run on the listed CPUs only (and, unless threads were given, one thread each)."""
+    cpus = job.get("cpus")
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+        if not job["config"].get("threads"):
+            job["config"]["threads"] = len(cpus)
+
+
 def main() -> int:
     job = json.loads(sys.stdin.read())
     try:
+        pin_cpus(job)
         runner = importlib.import_module(RUNNERS[job["family"]])
         result = {"ok": True, "result": runner.run(job, emit)}
     except EdgeError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -9,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from device_bench.devices import Device, get_device
+from device_bench.roofline import roofline
 from edge.artifacts import Artifact, open_artifact
 from edge.datasets import load_dataset
-from edge.errors import DeviceError
+from edge.errors import DeviceError, EdgeError
 from edge.progress import NULL, Progress
 from edge.store import Result, Run, Store
 from edge.versions import tool_versions
@@ -29,26 +32,40 @@ class BenchConfig:
     warmup: bool = True
     quality: bool = True
     seed: int = 0
+    cooldown: float | None = None     # °C: before each repetition wait until the device is this cool (or idle)
+    cooldown_timeout_s: float = 300
+    cores: str = "all"                # "big": pin to the fastest cluster (taskset / sched_setaffinity)
+
+    def job_config(self) -> dict[str, Any]:
+        cfg = asdict(self)
+        cfg["cooldown"] = None if self.cooldown is None else {"max_temp_c": self.cooldown, "timeout_s": self.cooldown_timeout_s}
+        return cfg
+
+    def sha256(self, mode: str) -> str:
+        """What makes two rows comparable: the protocol's settings and how the device ran them."""
+        return hashlib.sha256(json.dumps([asdict(self), mode], sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
 class Plan:
     order: list[Artifact]            # references first
     refs: dict[Path, Path]           # artifact -> the reference it is compared with (when that file exists)
-    extra_refs: list[Path]           # references not asked for: run for their log-probs only, no row
 
 
 def plan(artifacts: list[Artifact]) -> Plan:
     refs = {a.path: a.reference_path.resolve() for a in artifacts
             if a.reference_path is not None and a.reference_path.exists()}
     order = sorted(artifacts, key=lambda a: (a.manifest.reference is not None, a.path.name))
-    asked = {a.path for a in artifacts}
-    return Plan(order, refs, sorted({r for r in refs.values() if r not in asked}))
+    return Plan(order, refs)
 
 
-def _row(run: Run, device: Device, art: Artifact, res: dict[str, Any], cfg: BenchConfig, dataset, ref_sha: str | None) -> Result:
+def _row(run: Run, device: Device, art: Artifact, res: dict[str, Any], cfg: BenchConfig, dataset, ref_sha: str | None,
+         conditions: dict[str, Any]) -> Result:
     q = res.get("quality") or {}
     m = art.manifest
+    facts = device.facts()
+    roof = roofline(art.family, art.path, m.size_bytes, m.source.get("path"), cfg.n_gen, res.get("tg_tps"),
+                    facts.get("membw_gbs"))
     return Result(
         run_id=run.id or 0, device=device.name, model=art.model, format=art.format, artifact_path=str(art.path),
         artifact_sha256=m.sha256, size_bytes=m.size_bytes, source_sha256=m.source.get("content_sha256"),
@@ -60,14 +77,24 @@ def _row(run: Run, device: Device, art: Artifact, res: dict[str, Any], cfg: Benc
         dataset_sha256=dataset.sha256 if q else None, ctx=q.get("ctx"), chunks=q.get("chunks"), ppl=q.get("ppl"),
         ppl_unc=q.get("ppl_unc"), kld_mean=q.get("kld_mean"), kld_unc=q.get("kld_unc"), same_top=q.get("same_top"),
         delta_p_mean=q.get("delta_p_mean"), delta_p_rms=q.get("delta_p_rms"), quality=q,
-        raw={k: v for k, v in res.items() if k != "quality"})
+        raw={**{k: v for k, v in res.items() if k != "quality"}, "roofline": roof},
+        config_sha256=cfg.sha256(facts.get("mode", "agent")), conditions=conditions,
+        membw_gbs=facts.get("membw_gbs"), decode_gbs=roof.get("decode_gbs"))
 
 
 def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, config: BenchConfig | None = None,
-          dataset: str | Path | None = None, store: Store | None = None, progress: Progress = NULL) -> list[Result]:
+          dataset: str | Path | None = None, store: Store | None = None, progress: Progress = NULL,
+          devices_file: Path | None = None, resume: bool = True) -> list[Result]:
+    """Measure ``artifacts`` on each device (``local``, a name from devices.toml, ``adb:SERIAL``) and store a
+    row per artifact as soon as it is measured. With ``resume``, rows already in the store for the same
+    artifact, device, settings and text are kept and not measured again, so an interrupted run goes on
+    where it stopped; ``resume=False`` measures everything again."""
     cfg = config or BenchConfig()
+    if cfg.cores not in ("all", "big"):
+        raise EdgeError(f"--cores must be all or big, not {cfg.cores!r}")
     the_plan = plan([open_artifact(a, progress) for a in artifacts])
     data = load_dataset(dataset) if cfg.quality else None
+    targets = [get_device(d, devices_file) for d in devices or ["local"]]  # unknown names fail before any work
     own_store = store is None
     store = store or Store()
     results: list[Result] = []
@@ -76,9 +103,8 @@ def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, conf
         text_file = workdir / "eval.txt"
         if data:
             text_file.write_text(data.text, encoding="utf-8")
-        for dev_name in devices or ["local"]:
-            device = get_device(dev_name)
-            results += _bench_device(device, the_plan, cfg, data, text_file, workdir, store, progress)
+        for device in targets:
+            results += _bench_device(device, the_plan, cfg, data, text_file, store, progress, resume)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if own_store:
@@ -86,61 +112,96 @@ def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, conf
     return results
 
 
-def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_file: Path, workdir: Path,
-                  store: Store, progress: Progress) -> list[Result]:
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 10 * 2**20 else f"{n / 1024:.0f} KiB"
+
+
+def _cpus(cfg: BenchConfig, facts: dict[str, Any]) -> list[int] | None:
+    if cfg.cores != "big":
+        return None
+    clusters = facts.get("clusters") or []
+    if len(clusters) < 2:
+        return None  # one cluster (or no cpufreq): all cores are the big ones
+    return clusters[0]["cpus"]
+
+
+def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_file: Path,
+                  store: Store, progress: Progress, resume: bool) -> list[Result]:
     order, refs = the_plan.order, the_plan.refs
+    progress.start(f"{device.name}: reading the device's facts")
     facts = device.facts()
     avail = facts.get("ram_available_bytes")
     for art in order:
         if avail and art.manifest.size_bytes > avail:
-            raise DeviceError(f"{art.path.name} is {art.manifest.size_bytes / 2**20:.0f} MiB but {device.name} has "
-                              f"{avail / 2**20:.0f} MiB of RAM available")
+            raise DeviceError(f"{art.path.name} is {_size(art.manifest.size_bytes)} but {device.name} has "
+                              f"{_size(avail)} of RAM available")
+    cfg_sha = cfg.sha256(facts.get("mode", "agent"))
+    data_sha = data.sha256 if data else None
+    done = {art.path: row for art in order if resume
+            and (row := store.find_done(device.name, art.manifest.sha256, cfg_sha, data_sha)) is not None}
+    todo = [a for a in order if a.path not in done]
+    for art in order:
+        if art.path in done:
+            progress.note(f"{device.name} {art.format}: already measured with these settings (row {done[art.path].id}); kept")
+    if not todo:
+        return [done[a.path] for a in order]
+    # references whose log-probs a remaining artifact needs but that are not measured again
+    needed = {refs[a.path] for a in todo if a.path in refs}
+    log_prob_only = sorted(needed - {a.path for a in todo})
     run = store.start_run(Run(device=device.name, device_facts=facts, config=asdict(cfg),
-                              tools=tool_versions("llama_cpp_python", "gguf", "executorch", "torch", "numpy"),
-                              dataset=data.name if data else None, dataset_sha256=data.sha256 if data else None))
+                              tools=tool_versions("llama_cpp_python", "gguf", "executorch", "torch", "numpy",
+                                                  "onnxruntime", "onnxruntime_genai"),
+                              dataset=data.name if data else None, dataset_sha256=data_sha))
+    remote_text = None
     base_files: dict[Path, str] = {}
-    results: list[Result] = []
+    results: dict[Path, Result] = dict(done)
     status = "failed"
     try:
-        for ref in the_plan.extra_refs:
+        if data:
+            remote_text = device.place(text_file)
+        for ref in log_prob_only:
             if data:
                 art = open_artifact(ref, progress)
-                base_files[ref] = str(workdir / f"base-{len(base_files)}.f16")
-                _run_one(device, art, cfg, text_file, None, base_files[ref], progress, perf=False)
-        for art in order:
+                base_files[ref] = device.scratch(f"base-{art.manifest.sha256[:16]}.logits")
+                _run_one(device, art, cfg, remote_text, None, base_files[ref], progress, perf=False, facts=facts)
+        for art in todo:
             base_in = base_out = None
             if data:
                 ref = refs.get(art.path)
                 if art.manifest.reference is None:
-                    base_files[art.path] = base_out = str(workdir / f"base-{len(base_files)}.f16")
+                    base_files[art.path] = base_out = device.scratch(f"base-{art.manifest.sha256[:16]}.logits")
                 elif ref is not None and ref in base_files:
                     base_in = base_files[ref]
                 elif ref is None:
                     progress.note(f"{art.path.name}: its reference {art.manifest.reference['artifact']} is not "
                                   "beside it; perplexity only, no KL divergence")
-            res = _run_one(device, art, cfg, text_file if data else None, base_in, base_out, progress, perf=True)
-            ref_sha = None
-            if base_in:
-                ref_sha = art.manifest.reference["sha256"]
-            row = store.add_result(_row(run, device, art, res, cfg, data, ref_sha))
-            results.append(row)
+            before = device.conditions()
+            res = _run_one(device, art, cfg, remote_text, base_in, base_out, progress, perf=True, facts=facts)
+            conditions = {"before": before, "after": device.conditions()}
+            ref_sha = art.manifest.reference["sha256"] if base_in else None
+            results[art.path] = store.add_result(_row(run, device, art, res, cfg, data, ref_sha, conditions))
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         store.finish_run(run, status)
-    return results
+    return [results[a.path] for a in order]
 
 
-def _run_one(device: Device, art: Artifact, cfg: BenchConfig, text_file: Path | None, base_in: str | None,
-             base_out: str | None, progress: Progress, *, perf: bool) -> dict[str, Any]:
-    job: dict[str, Any] = {"family": art.family, "artifact": str(art.path), "config": asdict(cfg), "perf": perf}
-    if art.tokenizer_path is not None:
-        job["tokenizer"] = str(art.tokenizer_path)
-    if text_file is not None:
-        job["quality"] = {"text_file": str(text_file), "base_in": base_in, "base_out": base_out}
+def _run_one(device: Device, art: Artifact, cfg: BenchConfig, text_file: str | None, base_in: str | None,
+             base_out: str | None, progress: Progress, *, perf: bool, facts: dict[str, Any]) -> dict[str, Any]:
     label = f"{device.name} {art.format}"
+    progress.start(f"{label}: placing the artifact on the device", total=art.manifest.size_bytes)
+    where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
+    job: dict[str, Any] = {"family": art.family, "artifact": where, "config": cfg.job_config(), "perf": perf}
+    cpus = _cpus(cfg, facts)
+    if cpus:
+        job["cpus"] = cpus
+    if art.tokenizer_path is not None:
+        job["tokenizer"] = device.place(art.tokenizer_path)
+    if text_file is not None:
+        job["quality"] = {"text_file": text_file, "base_in": base_in, "base_out": base_out}
     progress.start(f"{label}: starting")
 
     def on_event(ev: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Results datab
 FormatsOpt = Annotated[str, typer.Option("--format", "-f", help="Comma-separated formats, e.g. gguf:f16,gguf:q8_0,gguf:q4_k_m (see `edge formats`).")]
 RepsOpt = Annotated[int, typer.Option("--reps", "-r", min=1, help="Measured repetitions after one warm-up.")]
 ChunksOpt = Annotated[int, typer.Option("--chunks", min=0, help="Perplexity chunks of 512 tokens (0 = the whole text).")]
+DevicesFileOpt = Annotated[Optional[Path], typer.Option("--devices-file", help="Devices TOML (default: $EDGE_DEVICES or devices.toml in edge's config dir; see `edge devices --help`).")]
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Evaluation text: pydoc (default), wiki, c4, tiny, technical, code, multilingual (extra 'corpora'), or a text file.")]
 
 
@@ -122,27 +123,39 @@ def convert(
 @app.command()
 def bench(
     artifacts: Annotated[list[Path], typer.Argument(help="Artifacts with their manifests: GGUF files (*.gguf), ExecuTorch programs (*.pte), ONNX model folders.")],
-    device: Annotated[str, typer.Option("--device", "-d", help="Comma-separated devices (see `edge devices`).")] = "local",
+    device: Annotated[str, typer.Option("--device", "-d", help="Comma-separated devices: local, names from the devices file, adb:SERIAL (see `edge devices`).")] = "local",
     threads: ThreadsOpt = None,
     reps: RepsOpt = 5,
     dataset: DatasetOpt = None,
     chunks: ChunksOpt = 32,
     quality: Annotated[bool, typer.Option(help="Measure perplexity and KL divergence (slower).")] = True,
+    cooldown: Annotated[Optional[float], typer.Option("--cooldown", help="Before each repetition wait until the device's hottest thermal zone is at most this many °C (on devices without thermal zones: until its CPUs are 90 % idle), at most 5 minutes.")] = None,
+    cores: Annotated[str, typer.Option("--cores", help="all, or big: pin to the fastest CPU cluster (big.LITTLE phones and boards).")] = "all",
+    resume: Annotated[bool, typer.Option("--resume/--again", help="Keep rows already measured with the same artifact, device, settings and text (--again measures them anew).")] = True,
     store: StoreOpt = None,
+    devices_file: DevicesFileOpt = None,
 ) -> None:
     """Measure artifacts: load time, pp512 and tg128 tokens/s (mean ± stddev), time to first token,
-    peak memory, perplexity, and KL divergence / same-top % / Δp against the unquantized reference.
+    peak memory, perplexity, and KL divergence / same-top % / Δp against the unquantized reference,
+    plus the decode roofline (GB/s read per second and its % of the device's measured bandwidth).
 
-    Each artifact runs in a fresh process; its row is stored as soon as it finishes.
+    Each artifact runs in a fresh process; its row is stored as soon as it finishes, with the device's
+    temperatures, governor and battery before and after. Run the same command again after an
+    interruption (a device unplugged, Ctrl-C): rows already measured with the same settings are kept.
+
+    On an SSH or adb device the artifact is pushed once (checked by sha256) into the device's workdir.
+
+    Example: edge bench artifacts/m/*.gguf --device local,pi5 --cooldown 50 --cores big
     """
     from edge.bench import BenchConfig, bench as do_bench
     from edge.store import Store
 
-    cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks or None, quality=quality)
+    cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks or None, quality=quality, cooldown=cooldown, cores=cores)
     devices = [d.strip() for d in device.split(",") if d.strip()]
     with _progress() as p:
         st = _run(Store, store)
-        results = _run(do_bench, artifacts, devices=devices, config=cfg, dataset=dataset, store=st, progress=p)
+        results = _run(do_bench, artifacts, devices=devices, config=cfg, dataset=dataset, store=st, progress=p,
+                       devices_file=devices_file, resume=resume)
     _print_report(results, "table")
     err.print(f"stored {len(results)} result(s) in {st.path}")
 
@@ -182,15 +195,62 @@ def _print_report(results, fmt: str, output: Path | None = None) -> None:
 
 
 @app.command()
-def devices() -> None:
-    """List devices and what edge knows about them."""
-    from device_bench.devices import DEVICES
+def devices(
+    devices_file: DevicesFileOpt = None,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Measure memory bandwidth again instead of using the cached figure.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False,
+) -> None:
+    """List the devices edge can bench on: this machine, every device of the devices file, every phone
+    `adb devices` reports. For each: reachable or not (and why), OS, CPU / SoC, cores and clusters, RAM,
+    and memory bandwidth (a STREAM-style copy probe run on the device, cached).
 
-    for name, factory in DEVICES.items():
-        facts = factory().facts()
-        ram = facts.get("ram_bytes")
-        out.print(f"{name}: {facts.get('cpu_model')} · {facts.get('cores_logical')} cores · "
-                  f"{(ram or 0) / 2**30:.1f} GiB RAM · {facts.get('os')}")
+    The devices file (TOML) declares boards and phones:
+
+    \b
+        [devices.pi5]
+        transport = "ssh"            # OpenSSH: keys only, host key must be in known_hosts
+        host = "pi5.local"
+        user = "pi"
+        workdir = "/tmp/edge"
+        mode = "agent"               # the device has Python: edge installs itself in a venv there
+    \b
+        [devices.pixel8]
+        transport = "adb"
+        serial = "39281FDJH000XY"
+        mode = "native"              # no Python: push llama.cpp's tools built for the phone
+        [devices.pixel8.tools]
+        llama-bench = "~/llama.cpp/build-android/bin/llama-bench"
+        llama-perplexity = "~/llama.cpp/build-android/bin/llama-perplexity"
+    """
+    import json as _json
+
+    from device_bench.devices import all_devices
+
+    rows = []
+    for dev in _run(all_devices, devices_file):
+        try:
+            facts = dev.facts(refresh=refresh)
+            rows.append({"name": dev.name, "reachable": True, **facts})
+        except errors.EdgeError as exc:
+            rows.append({"name": dev.name, "reachable": False, "why": str(exc)})
+    if as_json:
+        sys.stdout.write(_json.dumps(rows, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    t = Table("device", "reachable", "OS", "CPU / SoC", "cores", "RAM GiB (avail)", "bandwidth GB/s", "temp °C")
+    for r in rows:
+        if not r["reachable"]:
+            t.add_row(r["name"], f"[red]no[/red]: {r['why']}", "", "", "", "", "", "")
+            continue
+        clusters = " + ".join(f"{len(c['cpus'])}×{c['max_mhz']} MHz" for c in r.get("clusters") or [])
+        cores = f"{r.get('cores_logical') or r.get('cpus_usable')}" + (f" ({clusters})" if clusters else "")
+        ram = f"{(r.get('ram_bytes') or 0) / 2**30:.1f} ({(r.get('ram_available_bytes') or 0) / 2**30:.1f})"
+        cpu = " · ".join(x for x in (r.get("model"), r.get("cpu_model")) if x) or "?"
+        bw = f"{r['membw_gbs']:.1f}" if r.get("membw_gbs") else r.get("membw_note", "")
+        temp = "" if r.get("max_temp_c") is None else f"{r['max_temp_c']:.0f}"
+        t.add_row(r["name"], f"yes ({r.get('transport')}, {r.get('mode')})", r.get("os") or "?", cpu, cores, ram, bw, temp)
+    out.print(t)
 
 
 @app.command()

@@ -52,4 +52,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX results_by_model ON results(model, device, format);
     """),
+    ("002_device_conditions_and_roofline", """
+        ALTER TABLE results ADD COLUMN config_sha256 TEXT;
+        ALTER TABLE results ADD COLUMN conditions TEXT;
+        ALTER TABLE results ADD COLUMN membw_gbs REAL;
+        ALTER TABLE results ADD COLUMN decode_gbs REAL;
+        CREATE INDEX results_done ON results(device, artifact_sha256, config_sha256, dataset_sha256);
+    """),
 ]

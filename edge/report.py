@@ -1,7 +1,9 @@
 """The device × format matrix: the store's latest result per (model, device, format), pivoted.
 
 Rows are formats (most bits first); for each device the columns are size, bits per weight, prefill
-and decode tokens/s, peak memory, perplexity, KL divergence and same-top-token %. Renderers: rich
+and decode tokens/s (flagged "!cv" when repetitions vary more than 5 %), peak memory, the decode
+roofline (GB/s read and its % of the device's measured bandwidth), perplexity, KL divergence and
+same-top-token %. Renderers: rich
 table, Markdown, CSV, JSON.
 """
 
@@ -32,10 +34,41 @@ def _mib(b: float | None) -> str:
     return "" if b is None else f"{b / 2**20:.0f}"
 
 
+CV_LIMIT = 0.05  # a speed whose repetitions vary more than this (stddev / mean) is flagged
+
+
+def _cv(v: float | None, s: float | None) -> float | None:
+    return None if not v or s is None else s / v
+
+
 def _pm(v: float | None, s: float | None, digits: int = 1) -> str:
     if v is None:
         return ""
-    return f"{v:.{digits}f} ± {s:.{digits}f}" if s is not None else f"{v:.{digits}f}"
+    if s is None:
+        return f"{v:.{digits}f}"
+    cv = _cv(v, s)
+    flag = f" !cv {100 * cv:.0f}%" if cv is not None and cv > CV_LIMIT else ""
+    return f"{v:.{digits}f} ± {s:.{digits}f}{flag}"
+
+
+def _roof(r: Result) -> str:
+    if r.decode_gbs is None:
+        return ""
+    return f"{r.decode_gbs:.1f}" + (f" ({100 * r.decode_gbs / r.membw_gbs:.0f}%)" if r.membw_gbs else "")
+
+
+def flags(r: Result) -> list[str]:
+    """Why a row's speed should not be trusted as is: noisy repetitions, a device that heated up."""
+    out = []
+    for name, v, s in (("pp", r.pp_tps, r.pp_tps_std), ("tg", r.tg_tps, r.tg_tps_std)):
+        cv = _cv(v, s)
+        if cv is not None and cv > CV_LIMIT:
+            out.append(f"{name} cv {100 * cv:.0f}% > {100 * CV_LIMIT:.0f}%")
+    cond = r.conditions or {}
+    t0, t1 = (cond.get("before") or {}).get("max_temp_c"), (cond.get("after") or {}).get("max_temp_c")
+    if t0 is not None and t1 is not None and t1 - t0 >= 10:
+        out.append(f"heated {t0:.0f}→{t1:.0f} °C")
+    return out
 
 
 # (key, header, cell text) — one column a line; the header may name the protocol sizes
@@ -45,6 +78,7 @@ COLUMNS: list[tuple[str, Callable[[Result], str], Callable[[Result], str]]] = [
     ("pp_tps", lambda r: f"pp{r.n_prompt} t/s", lambda r: _pm(r.pp_tps, r.pp_tps_std)),
     ("tg_tps", lambda r: f"tg{r.n_gen} t/s", lambda r: _pm(r.tg_tps, r.tg_tps_std)),
     ("peak_mib", lambda r: "peak MiB", lambda r: _mib(r.peak_rss_bytes)),
+    ("decode_gbs", lambda r: "decode GB/s (% bw)", _roof),
     ("ppl", lambda r: "PPL", lambda r: "" if r.ppl is None else f"{r.ppl:.3f}"),
     ("kld", lambda r: "KLD", lambda r: "" if r.kld_mean is None else f"{r.kld_mean:.5f}"),
     ("same_top", lambda r: "same-top %", lambda r: "" if r.same_top is None else f"{100 * r.same_top:.2f}"),
@@ -82,8 +116,12 @@ def _records(m: Matrix) -> list[dict[str, Any]]:
                          "n_gen": r.n_gen, "tg_tps": r.tg_tps, "tg_tps_std": r.tg_tps_std, "ttft_s": r.ttft_s,
                          "peak_rss_bytes": r.peak_rss_bytes, "ppl": r.ppl, "ppl_unc": r.ppl_unc,
                          "kld_mean": r.kld_mean, "same_top": r.same_top, "delta_p_mean": r.delta_p_mean,
-                         "delta_p_rms": r.delta_p_rms, "artifact_sha256": r.artifact_sha256,
-                         "created_at": r.created_at})
+                         "delta_p_rms": r.delta_p_rms, "decode_gbs": r.decode_gbs, "membw_gbs": r.membw_gbs,
+                         "pct_of_membw": None if not (r.decode_gbs and r.membw_gbs) else 100 * r.decode_gbs / r.membw_gbs,
+                         "flags": "; ".join(flags(r)),
+                         "max_temp_c_before": ((r.conditions or {}).get("before") or {}).get("max_temp_c"),
+                         "max_temp_c_after": ((r.conditions or {}).get("after") or {}).get("max_temp_c"),
+                         "artifact_sha256": r.artifact_sha256, "created_at": r.created_at})
     return rows
 
 

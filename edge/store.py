@@ -73,11 +73,15 @@ class Result:
     delta_p_rms: float | None = None
     quality: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    config_sha256: str | None = None          # the protocol settings and device mode the row was measured with
+    conditions: dict[str, Any] = field(default_factory=dict)   # temperatures, governor, battery before/after
+    membw_gbs: float | None = None            # the device's measured memory bandwidth
+    decode_gbs: float | None = None           # roofline: weight + KV bytes read per generated token × tg t/s
     created_at: str = field(default_factory=now)
     id: int | None = None
 
 
-_JSON_COLUMNS = {"device_facts", "config", "tools", "quality", "raw"}
+_JSON_COLUMNS = {"device_facts", "config", "tools", "quality", "raw", "conditions"}
 
 
 def _encode(obj: Any) -> dict[str, Any]:
@@ -153,6 +157,13 @@ class Store:
             sql += " AND device = ?"
             args.append(device)
         return [_decode(Result, r) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def find_done(self, device: str, artifact_sha256: str, config_sha256: str, dataset_sha256: str | None) -> Result | None:
+        """The latest row already measured for this artifact on this device with these settings (resume)."""
+        row = self.db.execute(
+            "SELECT * FROM results WHERE device = ? AND artifact_sha256 = ? AND config_sha256 = ? "
+            "AND dataset_sha256 IS ? ORDER BY id DESC LIMIT 1", (device, artifact_sha256, config_sha256, dataset_sha256)).fetchone()
+        return None if row is None else _decode(Result, row)
 
     def runs(self) -> list[Run]:
         return [_decode(Run, r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]

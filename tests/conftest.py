@@ -52,3 +52,44 @@ def demo_ckpt():
 
 def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+_TOOLS_BUILD: dict = {}
+
+
+def tools_cache() -> Path:
+    return Path(os.environ.get("EDGE_TEST_TOOLS") or Path.home() / ".cache" / "edge-test")
+
+
+def pytest_collection_finish(session):
+    """Native-mode tests need llama.cpp's tools built for this machine (minutes, cached): start that build
+    in the background as soon as such a test is collected, so it overlaps the tests that run before it."""
+    import threading
+
+    if not any("llama_tools" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    from sshd import llama_tools
+
+    def build():
+        try:
+            _TOOLS_BUILD["tools"] = llama_tools(tools_cache())
+        except BaseException as exc:  # reported by the fixture
+            _TOOLS_BUILD["error"] = exc
+
+    thread = threading.Thread(target=build, name="llama-tools-build", daemon=True)
+    _TOOLS_BUILD["thread"] = thread
+    thread.start()
+
+
+@pytest.fixture(scope="session")
+def llama_tools():
+    """{"llama-bench": path, "llama-perplexity": path} built from the llama-cpp-python sdist of the installed version."""
+    from sshd import llama_tools as build
+
+    thread = _TOOLS_BUILD.get("thread")
+    if thread is not None:
+        thread.join()
+        if "error" in _TOOLS_BUILD:
+            pytest.fail(f"building llama.cpp's tools failed: {_TOOLS_BUILD['error']}")
+        return _TOOLS_BUILD["tools"]
+    return build(tools_cache())
