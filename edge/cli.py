@@ -129,7 +129,8 @@ def bench(
     dataset: DatasetOpt = None,
     chunks: ChunksOpt = 32,
     quality: Annotated[bool, typer.Option(help="Measure perplexity and KL divergence (slower).")] = True,
-    cooldown: Annotated[Optional[float], typer.Option("--cooldown", help="Before each repetition wait until the device's hottest thermal zone is at most this many °C (on devices without thermal zones: until its CPUs are 90 % idle), at most 5 minutes.")] = None,
+    cooldown: Annotated[Optional[float], typer.Option("--cooldown", help="Before each repetition wait until the device's hottest thermal zone is at most this many °C (on devices without thermal zones: until its CPUs are 90 % idle), at most --cooldown-wait.")] = None,
+    cooldown_wait: Annotated[float, typer.Option("--cooldown-wait", min=0, help="Longest wait for --cooldown before a repetition, seconds (the wait and whether the threshold was reached are stored).")] = 300,
     cores: Annotated[str, typer.Option("--cores", help="all, or big: pin to the fastest CPU cluster (big.LITTLE phones and boards).")] = "all",
     resume: Annotated[bool, typer.Option("--resume/--again", help="Keep rows already measured with the same artifact, device, settings and text (--again measures them anew).")] = True,
     store: StoreOpt = None,
@@ -150,7 +151,8 @@ def bench(
     from edge.bench import BenchConfig, bench as do_bench
     from edge.store import Store
 
-    cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks or None, quality=quality, cooldown=cooldown, cores=cores)
+    cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks or None, quality=quality, cooldown=cooldown,
+                      cooldown_timeout_s=cooldown_wait, cores=cores)
     devices = [d.strip() for d in device.split(",") if d.strip()]
     with _progress() as p:
         st = _run(Store, store)

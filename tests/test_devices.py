@@ -234,10 +234,11 @@ def test_agent_bench_equals_local_and_resumes_after_a_board_goes_away(sshd, devi
         assert [r.format for r in st.results(device="board")] == ["gguf:f16", "gguf:q4_0", "gguf:q8_0"]
         runs = st.runs()
     for fmt, r in rows.items():
-        # the same runner code on the same machine: quality identical, speed of the same order
+        # the same runner code on the same machine: quality identical (speed is compared by
+        # benchmarks/bench_devices.py, never asserted: the tools build may share these 2 cores)
         assert r.ppl == pytest.approx(local[fmt].ppl, rel=1e-9)
         assert r.device == "board" and r.raw["threads"] >= 1 and r.peak_rss_bytes > 20 * 2**20
-        assert 0.2 < r.tg_tps / local[fmt].tg_tps < 5
+        assert r.pp_tps > 0 and r.tg_tps > 0 and r.ttft_s > 0
         assert r.decode_gbs > 0 and r.membw_gbs > 0 and "before" in r.conditions
     assert rows["gguf:q4_0"].kld_mean == pytest.approx(local["gguf:q4_0"].kld_mean, rel=1e-6)
     assert runs[-2].status == "failed" and runs[-1].status == "done"
@@ -248,12 +249,12 @@ def test_cli_bench_on_board_with_cooldown(sshd, devices_file, tiny_artifacts, tm
     store = tmp_path / "r.sqlite"
     res = CliRunner().invoke(app, ["bench", str(tiny_artifacts["q8_0"]), "--device", "board", "--devices-file",
                                    str(devices_file), "--reps", "1", "--chunks", "1", "--no-quality", "--store", str(store),
-                                   "--cooldown", "90", "--cores", "big"])
+                                   "--cooldown", "90", "--cooldown-wait", "3", "--cores", "big"])
     assert res.exit_code == 0, res.output
     with Store(store) as st:
         (r,) = st.results()
     waits = r.raw["cooldown_waits"]
-    assert len(waits) == 1 and ("°C" in waits[0]["basis"] or "idle" in waits[0]["basis"])
+    assert len(waits) == 1 and ("°C" in waits[0]["basis"] or "idle" in waits[0]["basis"]) and waits[0]["waited_s"] <= 10
     res = CliRunner().invoke(app, ["bench", str(tiny_artifacts["q8_0"]), "--device", "bored", "--devices-file", str(devices_file)])
     assert res.exit_code == 2 and "did you mean 'board'" in res.output
 
