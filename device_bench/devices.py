@@ -22,7 +22,8 @@ from device_bench import membw
 from device_bench.config import config_path
 from device_bench.membw import cached_bandwidth
 from device_bench.runner import PROGRESS_PREFIX
-from device_bench.sysinfo import CONDITION_SECTIONS, conditions_from_probe, facts_from_probe, local_facts, probe_script, split_sections
+from device_bench.sysinfo import facts_from_probe, local_facts, read_conditions, read_probe
+from device_bench.transports import LocalTransport
 from edge.errors import ArtifactError, BenchError, DatasetError, DeviceError, EdgeError, UnknownNameError
 from edge.registry import Registry
 
@@ -39,7 +40,7 @@ class Device(Protocol):
 
     def facts(self, refresh: bool = False) -> dict[str, Any]: ...
 
-    def conditions(self) -> dict[str, Any]: ...
+    def conditions(self, idle: bool = False) -> dict[str, Any]: ...
 
     def place(self, local: Path, digest: str | None = None, on_bytes: Callable[[int], None] | None = None) -> str: ...
 
@@ -59,14 +60,10 @@ class LocalDevice:
         self._scratch = Path(tempfile.mkdtemp(prefix="edge-local-"))
         weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
 
-    def _probe(self, sections: tuple[str, ...] | None = None) -> dict[str, str]:
-        proc = subprocess.run(["sh", "-c", probe_script(sections), "probe", str(self._scratch)], capture_output=True, text=True)
-        return split_sections(proc.stdout)
-
     def facts(self, refresh: bool = False) -> dict[str, Any]:
         if self._facts is None or refresh:
             facts = {"transport": "local", "mode": "agent", **local_facts()}
-            probed = facts_from_probe(self._probe()) if sys.platform.startswith("linux") else {}
+            probed = facts_from_probe(read_probe(LocalTransport(), str(self._scratch))) if sys.platform.startswith("linux") else {}
             for key in ("clusters", "thermal_c", "max_temp_c", "governors", "disk_free_bytes"):
                 if key in probed:
                     facts[key] = probed[key]
@@ -74,10 +71,8 @@ class LocalDevice:
             self._facts = facts
         return self._facts
 
-    def conditions(self) -> dict[str, Any]:
-        if not sys.platform.startswith("linux"):
-            return {}
-        return conditions_from_probe(self._probe(CONDITION_SECTIONS + ("stat",)))
+    def conditions(self, idle: bool = False) -> dict[str, Any]:
+        return read_conditions(LocalTransport(), str(self._scratch), idle) if sys.platform.startswith("linux") else {}
 
     def place(self, local: Path, digest: str | None = None, on_bytes: Callable[[int], None] | None = None) -> str:
         return str(local)

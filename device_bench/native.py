@@ -174,6 +174,9 @@ class NativeRun:
         self.cfg = job["config"]
         self.arch = device.facts().get("arch")
 
+    def cooling(self) -> dict[str, Any]:
+        return self.d.conditions(idle=True)
+
     def tool(self, name: str) -> str:
         local = self.d.spec.tools.get(name)
         if not local:
@@ -216,7 +219,7 @@ class NativeRun:
                 reps, waits, peak = [], [], {}
                 for r in range(cfg["reps"]):
                     self.on_event({"stage": "llama-bench (cooled)", "done": r, "total": cfg["reps"]})
-                    waits.append(cool_down(cfg["cooldown"], self.d.conditions))
+                    waits.append(cool_down(cfg["cooldown"], self.cooling))
                     text, mem = self.run([*base, "-r", "1"], "llama-bench")
                     reps.append(parse_llama_bench(text, cfg["n_prompt"], cfg["n_gen"], cfg["n_ttft"]))
                     peak = {k: max(v, peak.get(k, 0)) for k, v in mem.items()}
@@ -260,7 +263,7 @@ class NativeRun:
         for r in range(cfg["reps"]):
             self.on_event({"stage": "llama_main", "done": r, "total": cfg["reps"]})
             if cfg.get("cooldown"):
-                cool_down(cfg["cooldown"], self.d.conditions)
+                cool_down(cfg["cooldown"], self.cooling)
             text, mem = self.run(argv, "llama_main")
             runs.append(parse_observer(text))
             peak = {k: max(v, peak.get(k, 0)) for k, v in mem.items()}

@@ -80,13 +80,11 @@ def perf(m, cfg: dict[str, Any], emit: Emit) -> dict[str, Any]:
 
 
 def local_conditions() -> dict[str, Any]:
-    """Thermal zones and a 1-second idle sample of the machine this process runs on."""
-    import subprocess
+    """Conditions and a 1-second idle sample of the machine this process runs on (the agent's cooldown)."""
+    from device_bench.sysinfo import read_conditions
+    from device_bench.transports import LocalTransport
 
-    from device_bench.sysinfo import conditions_from_probe, probe_script, split_sections
-
-    proc = subprocess.run(["sh", "-c", probe_script(("thermal", "stat")), "probe", "."], capture_output=True, text=True)
-    return conditions_from_probe(split_sections(proc.stdout))
+    return read_conditions(LocalTransport(), ".", idle=True)
 
 
 def cool_down(spec: dict[str, Any], read: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 from device_bench.config import DeviceSpec
 from device_bench.membw import cached_bandwidth
 from device_bench.runners import REQUIREMENTS
-from device_bench.sysinfo import CONDITION_SECTIONS, conditions_from_probe, facts_from_probe, probe_script, split_sections
+from device_bench.sysinfo import facts_from_probe, read_conditions, read_probe
 from device_bench.transports import AdbTransport, OnBytes, SshTransport, Transport
 from edge.checkpoint import folder_digest, sha256_file
 from edge.errors import DeviceError
@@ -54,14 +54,10 @@ class RemoteDevice:
         self._agent_ready: set[str] = set()
 
     # ---------------------------------------------------------------- facts and conditions
-    def _probe(self, sections: tuple[str, ...] | None = None) -> dict[str, str]:
-        out = self.t.check(["sh", "-c", probe_script(sections), "probe", self.workdir], timeout=60, what="the facts probe")
-        return split_sections(out.decode("utf-8", "replace"))
-
     def facts(self, refresh: bool = False) -> dict[str, Any]:
         if self._facts is None or refresh:
             facts = {"transport": self.spec.transport, "mode": self.spec.mode, "workdir": self.workdir,
-                     **facts_from_probe(self._probe())}
+                     **facts_from_probe(read_probe(self.t, self.workdir))}
             if self.spec.transport == "ssh":
                 facts["host"] = self.spec.host
             else:
@@ -77,8 +73,8 @@ class RemoteDevice:
         out = self.t.check([self.spec.python, "-c", src], timeout=300, what="the bandwidth probe")
         return json.loads(out.decode().strip().splitlines()[-1])
 
-    def conditions(self) -> dict[str, Any]:
-        return conditions_from_probe(self._probe(CONDITION_SECTIONS + ("stat",)))
+    def conditions(self, idle: bool = False) -> dict[str, Any]:
+        return read_conditions(self.t, self.workdir, idle)
 
     # ---------------------------------------------------------------- files
     def _remote_sha(self, path: str) -> str | None:

@@ -97,6 +97,17 @@ def parse_idle(text: str) -> float | None:
     return idle / total if total > 0 else None
 
 
+def read_probe(transport, workdir: str, sections: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Run the probe through a transport (``device_bench.transports``) and split its sections."""
+    out = transport.check(["sh", "-c", probe_script(sections), "probe", workdir], timeout=60, what="the facts probe")
+    return split_sections(out.decode("utf-8", "replace"))
+
+
+def read_conditions(transport, workdir: str, idle: bool = False) -> dict[str, Any]:
+    """Temperatures, governors, battery; with ``idle`` also a 1-second CPU idle sample (for cooldowns)."""
+    return conditions_from_probe(read_probe(transport, workdir, CONDITION_SECTIONS + (("stat",) if idle else ())))
+
+
 def split_sections(text: str) -> dict[str, str]:
     out: dict[str, list[str]] = {}
     current = None
