@@ -19,14 +19,13 @@ KV_BYTES = {"gguf": 2, "onnx": 4, "executorch": 4}
 def _gguf_shape(path: Path) -> dict[str, int] | None:
     from gguf import GGUFReader
 
-    r = GGUFReader(path)
+    fields = GGUFReader(path).fields
 
-    def field(key: str) -> int | None:
-        f = r.fields.get(key)
-        return None if f is None else int(f.parts[f.data[0]][0])
+    def field(key: str):
+        f = fields.get(key)
+        return None if f is None else f.contents()
 
-    a = r.fields["general.architecture"]
-    arch = bytes(a.parts[a.data[0]]).decode()
+    arch = field("general.architecture")
     n_embd, n_head = field(f"{arch}.embedding_length"), field(f"{arch}.attention.head_count")
     layers, kv = field(f"{arch}.block_count"), field(f"{arch}.attention.head_count_kv") or n_head
     head = field(f"{arch}.attention.key_length") or (n_embd // n_head if n_embd and n_head else None)

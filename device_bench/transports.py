@@ -33,8 +33,6 @@ class Transport(Protocol):
 
     def push(self, local: Path, remote: str, on_bytes: OnBytes | None = None) -> None: ...
 
-    def pull(self, remote: str, local: Path) -> None: ...
-
 
 def _tail(data: bytes | str | None) -> str:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else (data or "")
@@ -104,9 +102,6 @@ class LocalTransport(_Base):
     def push(self, local: Path, remote: str, on_bytes: OnBytes | None = None) -> None:
         shutil.copyfile(local, remote)
 
-    def pull(self, remote: str, local: Path) -> None:
-        shutil.copyfile(remote, local)
-
 
 class SshTransport(_Base):
     """OpenSSH's ``ssh`` client: keys only, host keys verified against known_hosts."""
@@ -135,13 +130,9 @@ class SshTransport(_Base):
     def push(self, local: Path, remote: str, on_bytes: OnBytes | None = None) -> None:
         self._stream_in(local, ["sh", "-c", 'cat > "$1"', "push", remote], on_bytes)
 
-    def pull(self, remote: str, local: Path) -> None:
-        data = self.check(["cat", remote], what=f"reading {remote}")
-        local.write_bytes(data)
-
 
 class AdbTransport(_Base):
-    """Android Debug Bridge: ``adb -s SERIAL shell``; files with ``adb push``/``adb pull`` (no shell involved)."""
+    """Android Debug Bridge: ``adb -s SERIAL shell``; files with ``adb push`` (no shell involved)."""
 
     def __init__(self, serial: str | None, *, adb: str = "adb", label: str | None = None) -> None:
         self.serial, self.adb = serial, adb
@@ -168,9 +159,6 @@ class AdbTransport(_Base):
         self._files("push", str(local), remote)
         if on_bytes:
             on_bytes(local.stat().st_size)
-
-    def pull(self, remote: str, local: Path) -> None:
-        self._files("pull", remote, str(local))
 
 
 def adb_devices(adb: str = "adb") -> list[dict[str, str]]:

@@ -204,7 +204,7 @@ def devices(
 ) -> None:
     """List the devices edge can bench on: this machine, every device of the devices file, every phone
     `adb devices` reports. For each: reachable or not (and why), OS, CPU / SoC, cores and clusters, RAM,
-    and memory bandwidth (a STREAM-style copy probe run on the device, cached).
+    and memory bandwidth (a STREAM-style read probe, one process per CPU, run on the device and cached).
 
     The devices file (TOML) declares boards and phones:
 

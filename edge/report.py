@@ -51,10 +51,15 @@ def _pm(v: float | None, s: float | None, digits: int = 1) -> str:
     return f"{v:.{digits}f} ± {s:.{digits}f}{flag}"
 
 
+def pct_of_membw(r: Result) -> float | None:
+    return None if not (r.decode_gbs and r.membw_gbs) else 100 * r.decode_gbs / r.membw_gbs
+
+
 def _roof(r: Result) -> str:
     if r.decode_gbs is None:
         return ""
-    return f"{r.decode_gbs:.1f}" + (f" ({100 * r.decode_gbs / r.membw_gbs:.0f}%)" if r.membw_gbs else "")
+    pct = pct_of_membw(r)
+    return f"{r.decode_gbs:.1f}" + (f" ({pct:.0f}%)" if pct is not None else "")
 
 
 def flags(r: Result) -> list[str]:
@@ -117,7 +122,7 @@ def _records(m: Matrix) -> list[dict[str, Any]]:
                          "peak_rss_bytes": r.peak_rss_bytes, "ppl": r.ppl, "ppl_unc": r.ppl_unc,
                          "kld_mean": r.kld_mean, "same_top": r.same_top, "delta_p_mean": r.delta_p_mean,
                          "delta_p_rms": r.delta_p_rms, "decode_gbs": r.decode_gbs, "membw_gbs": r.membw_gbs,
-                         "pct_of_membw": None if not (r.decode_gbs and r.membw_gbs) else 100 * r.decode_gbs / r.membw_gbs,
+                         "pct_of_membw": pct_of_membw(r),
                          "flags": "; ".join(flags(r)),
                          "max_temp_c_before": ((r.conditions or {}).get("before") or {}).get("max_temp_c"),
                          "max_temp_c_after": ((r.conditions or {}).get("after") or {}).get("max_temp_c"),
