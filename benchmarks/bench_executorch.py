@@ -25,7 +25,7 @@ PAIRS = [("executorch:fp32", "gguf:f16"), ("executorch:int8", "gguf:q8_0"), ("ex
 
 
 def print_export_profile(have: dict[str, Path]) -> None:
-    from edge.manifest import read_manifest
+    from edge.core.manifest import read_manifest
 
     print("# export time per stage (s)")
     for fmt in ET:

@@ -1,24 +1,4 @@
-"""Converters: one module per target family (GGUF, ExecuTorch, ONNX).
-
-Each family module exposes ``FAMILY`` (its name in format specs such as ``gguf:q4_k_m``) and
-``check(checkpoint, requests)`` (refuse before writing) and
-``convert(checkpoint, requests, out_dir, ...) -> list[Manifest]``; ``converters.families`` maps names
-to modules lazily so importing edge does not import torch or llama.cpp.
-"""
-
-from __future__ import annotations
-
-import importlib
-from types import ModuleType
-
-from edge.registry import Registry
-
-# family name -> module path, imported on first use
-FAMILY_MODULES: Registry[str] = Registry("converter family")
-FAMILY_MODULES.register("gguf", "converters.gguf")
-FAMILY_MODULES.register("executorch", "converters.executorch")
-FAMILY_MODULES.register("onnx", "converters.onnx")
-
-
-def family_module(family: str) -> ModuleType:
-    return importlib.import_module(FAMILY_MODULES.get(family))
+"""Converters: one folder per target family (``gguf/``, ``executorch/``, ``onnx/``), each holding its data
+tables, its converter, its runtime and (where it has one) its native adapter, and exposing one ``FAMILY``
+object (``edge.core.family.Family``) from its ``__init__``, registered in ``edge.core.family.FAMILIES``.
+A family's ``__init__`` imports only its tables, so listing formats never imports torch or llama.cpp."""

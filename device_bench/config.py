@@ -25,7 +25,7 @@ from pathlib import Path
 
 import platformdirs
 
-from edge.errors import DeviceError
+from edge.core.errors import DeviceError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -7,7 +7,6 @@ devices.toml) have the same methods: facts, conditions, place (a file on the dev
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,18 +20,12 @@ from typing import Any, Protocol
 from device_bench import membw
 from device_bench.config import config_path
 from device_bench.membw import cached_bandwidth
-from device_bench.runner import PROGRESS_PREFIX
+from device_bench.stream import OnEvent, stream_job
 from device_bench.sysinfo import facts_from_probe, local_facts, read_conditions, read_probe
 from device_bench.transports import LocalTransport
-from edge.errors import ArtifactError, BenchError, DatasetError, DeviceError, EdgeError, UnknownNameError
-from edge.registry import Registry
+from edge.core.errors import UnknownNameError
+from edge.core.registry import Registry
 
-OnEvent = Callable[[dict[str, Any]], None]
-# errors the measuring process may report, re-raised as themselves (anything else: BenchError)
-ERROR_TYPES: dict[str, type[EdgeError]] = {
-    "DatasetError": DatasetError,
-    "ArtifactError": ArtifactError,
-}
 
 
 class Device(Protocol):
@@ -86,44 +79,6 @@ class LocalDevice:
         proc = subprocess.Popen([sys.executable, "-m", "device_bench.runner"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         return stream_job(proc, job, on_event)
-
-
-def stream_job(proc: subprocess.Popen, job: dict[str, Any], on_event: OnEvent, lost: str | None = None) -> dict[str, Any]:
-    """Feed a runner process its job, relay its progress lines, and decode its one-line JSON result."""
-    assert proc.stdin and proc.stderr and proc.stdout
-    try:
-        proc.stdin.write(json.dumps(job))
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
-    tail: list[str] = []
-    try:
-        for line in proc.stderr:
-            if line.startswith(PROGRESS_PREFIX):
-                on_event(json.loads(line[len(PROGRESS_PREFIX):]))
-            elif line.strip():
-                tail = (tail + [line.rstrip()])[-5:]
-        out = proc.stdout.read()
-        proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    if lost and proc.returncode == 255 and not out.strip():
-        raise DeviceError(f"{lost} ({' | '.join(tail) or 'no message'})")
-    return decode_result(out, proc.returncode, tail)
-
-
-def decode_result(stdout: str, returncode: int, stderr_tail: list[str]) -> dict[str, Any]:
-    """Turn a runner's stdout into its result, or raise the error it reported as an EdgeError."""
-    try:
-        reply = json.loads(stdout.strip().splitlines()[-1])
-    except (json.JSONDecodeError, IndexError):
-        why = " | ".join(stderr_tail) or f"exit code {returncode}"
-        raise BenchError(f"the measuring process died without a result ({why})") from None
-    if not reply.get("ok"):
-        raise ERROR_TYPES.get(reply.get("error_type", ""), BenchError)(reply.get("error", "unknown error"))
-    return reply["result"]
 
 
 DEVICES: Registry[Callable[[], Device]] = Registry("device")

@@ -77,8 +77,8 @@ def cached_bandwidth(name: str, facts: dict, run, refresh: bool = False) -> dict
     key is the device's identity (name, CPU, RAM, OS), so a different board under the same name re-measures."""
     import hashlib
 
-    from edge.fsutil import write_json_atomic
-    from edge.paths import cache_dir
+    from edge.core.fsutil import write_json_atomic
+    from edge.core.paths import cache_dir
 
     ident = json.dumps([PROBE_VERSION, name, facts.get("cpu_model"), facts.get("ram_bytes"), facts.get("os"), facts.get("arch")])
     path = cache_dir() / "devices" / f"{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"

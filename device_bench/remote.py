@@ -27,11 +27,12 @@ from typing import Any
 
 from device_bench.config import DeviceSpec
 from device_bench.membw import cached_bandwidth
-from device_bench.runners import REQUIREMENTS
+from device_bench.stream import stream_job
 from device_bench.sysinfo import facts_from_probe, read_conditions, read_probe
 from device_bench.transports import AdbTransport, OnBytes, SshTransport, Transport
-from edge.checkpoint import folder_digest, sha256_file
-from edge.errors import DeviceError
+from edge.core.hashing import folder_digest, sha256_file
+from edge.core.errors import DeviceError
+from edge.core.family import FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,8 +135,6 @@ class RemoteDevice:
         python = self.ensure_agent(job["family"], on_event)
         proc = self.t.popen([python, "-m", "device_bench.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-        from device_bench.devices import stream_job
-
         return stream_job(proc, job, on_event, lost=f"{self.name}: the link to the device was lost")
 
     def ensure_agent(self, family: str, on_event) -> str:
@@ -171,7 +170,7 @@ class RemoteDevice:
 def requirements(family: str) -> list[str]:
     """The runtime packages of a family, pinned to the versions installed here (the same code everywhere)."""
     out = []
-    for dist in REQUIREMENTS.get(family, ()):
+    for dist in FAMILIES.get(family).agent_requirements:
         try:
             out.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-KV_BYTES = {"gguf": 2, "onnx": 4, "executorch": 4}
+from edge.core.family import FAMILIES
+
 
 
 def _gguf_shape(path: Path) -> dict[str, int] | None:
@@ -61,10 +62,11 @@ def decode_bytes_per_token(family: str, size_bytes: int, shape: dict[str, int] |
     if shape is None:
         return {"weight_bytes": size_bytes, "kv_bytes": None, "bytes_per_token": size_bytes,
                 "basis": "weights only (model shape unknown)"}
-    per_pos = shape["layers"] * 2 * shape["kv_heads"] * shape["head_dim"] * KV_BYTES.get(family, 4)
+    kv_bytes = FAMILIES.get(family).kv_bytes
+    per_pos = shape["layers"] * 2 * shape["kv_heads"] * shape["head_dim"] * kv_bytes
     kv = per_pos * (n_gen - 1) / 2
     return {"weight_bytes": size_bytes, "kv_bytes": kv, "bytes_per_token": size_bytes + kv,
-            "basis": f"artifact bytes + KV at mean position {(n_gen - 1) / 2:g} ({KV_BYTES.get(family, 4)}-byte cache)"}
+            "basis": f"artifact bytes + KV at mean position {(n_gen - 1) / 2:g} ({kv_bytes}-byte cache)"}
 
 
 def roofline(family: str, path: Path, size_bytes: int, source_path: str | None, n_gen: int, tg_tps: float | None,

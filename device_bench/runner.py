@@ -1,20 +1,23 @@
 """The measuring process: ``python -m device_bench.runner`` reads one job (JSON) on stdin, runs it,
 and prints one JSON object on stdout. Progress goes to stderr as JSON lines prefixed ``@edge ``.
 
-The same entry point serves the local machine and a device's agent (over SSH or adb).
+The same entry point serves the local machine and a device's agent (over SSH or adb): the job's family
+(``edge.core.family.FAMILIES``) opens its runtime and ``edge.measure.protocol`` measures it.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 import traceback
 from typing import Any
 
-from device_bench.runners import RUNNERS
-from edge.errors import EdgeError
+from device_bench.sysinfo import read_conditions
+from device_bench.transports import LocalTransport
+from edge.core.errors import EdgeError
+from edge.core.family import FAMILIES
+from edge.measure.protocol import measure
 
 PROGRESS_PREFIX = "@edge "
 
@@ -33,12 +36,17 @@ def pin_cpus(job: dict[str, Any]) -> None:
             job["config"]["threads"] = len(cpus)
 
 
+def local_conditions() -> dict[str, Any]:
+    """Conditions and a 1-second idle sample of the machine this process runs on (the agent's cooldown)."""
+    return read_conditions(LocalTransport(), ".", idle=True)
+
+
 def main() -> int:
     job = json.loads(sys.stdin.read())
     try:
         pin_cpus(job)
-        runner = importlib.import_module(RUNNERS[job["family"]])
-        result = {"ok": True, "result": runner.run(job, emit)}
+        open_runtime = FAMILIES.get(job["family"]).load("runtime")
+        result = {"ok": True, "result": measure(lambda: open_runtime(job), job, emit, local_conditions)}
     except EdgeError as exc:
         result = {"ok": False, "error": str(exc), "error_type": type(exc).__name__}
     except Exception as exc:  # report, never hang the parent

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge.errors import DeviceError
+from edge.core.errors import DeviceError
 
 OnBytes = Callable[[int], None]
 CHUNK = 1 << 20

@@ -14,10 +14,11 @@ from device_bench.devices import Device, get_device
 from device_bench.roofline import roofline
 from edge.artifacts import Artifact, open_artifact
 from edge.datasets import load_dataset
-from edge.errors import DeviceError, EdgeError
-from edge.progress import NULL, Progress
+from edge.core.errors import DeviceError, EdgeError
+from edge.core.family import FAMILIES
+from edge.core.progress import NULL, Progress
 from edge.store import Result, Run, Store
-from edge.versions import tool_versions
+from edge.core.versions import tool_versions
 
 
 @dataclass
@@ -149,8 +150,7 @@ def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_f
     needed = {refs[a.path] for a in todo if a.path in refs}
     log_prob_only = sorted(needed - {a.path for a in todo})
     run = store.start_run(Run(device=device.name, device_facts=facts, config=asdict(cfg),
-                              tools=tool_versions("llama_cpp_python", "gguf", "executorch", "torch", "numpy",
-                                                  "onnxruntime", "onnxruntime_genai"),
+                              tools=tool_versions(*dict.fromkeys(d for f in FAMILIES.values() for d in f.tools), "numpy"),
                               dataset=data.name if data else None, dataset_sha256=data_sha))
     remote_text = None
     base_files: dict[Path, str] = {}

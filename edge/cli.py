@@ -1,6 +1,6 @@
 """The ``edge`` command line: a thin layer over the library (edge.convert, edge.bench, edge.report).
 
-Library errors become one line on stderr through ``ERROR_EXIT_CODES``; set EDGE_DEBUG=1 for tracebacks.
+Library errors become one line on stderr and exit with their class's ``exit_code``; set EDGE_DEBUG=1 for tracebacks.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from edge import errors
+from edge.core import errors
 
 app = typer.Typer(help="edge: convert Hugging Face models to GGUF, ExecuTorch and ONNX, measure them on your "
                        "devices, and compare formats in a device × format matrix.", no_args_is_help=True, add_completion=False,
@@ -21,21 +21,6 @@ app = typer.Typer(help="edge: convert Hugging Face models to GGUF, ExecuTorch an
 # piped output is not cut to 80 columns: a matrix is only useful whole
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-# exception type -> exit code; the message is always str(exc) on one line
-ERROR_EXIT_CODES: dict[type[BaseException], int] = {
-    errors.UnknownNameError: 2,
-    errors.CheckpointError: 3,
-    errors.ArtifactError: 4,
-    errors.DatasetError: 5,
-    errors.OutputError: 6,
-    errors.VerificationError: 7,
-    errors.ConversionError: 8,
-    errors.DeviceError: 9,
-    errors.BenchError: 10,
-    errors.StoreError: 11,
-    errors.EdgeError: 1,
-}
 
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads (default: all usable cores).")]
 StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Results database (default: $EDGE_STORE or the user data dir).")]
@@ -55,9 +40,8 @@ def _run(fn, *args, **kwargs):
     except errors.EdgeError as exc:
         if os.environ.get("EDGE_DEBUG"):
             raise
-        code = next(c for t, c in ERROR_EXIT_CODES.items() if isinstance(exc, t))
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code) from None
+        raise typer.Exit(exc.exit_code) from None
 
 
 def _progress():
@@ -72,17 +56,20 @@ def formats() -> None:
     after '?' (e.g. executorch:8da4w?group=32&embedding=4&max_seq_len=1024)."""
     from rich.table import Table
 
-    from edge.formats import FORMATS
+    from edge.core.family import FAMILIES
+    from edge.core.formats import FORMATS
 
     t = Table("format", "bits/weight", "quantized", "parameters", "what it is")
     for name, info in FORMATS.items():
-        t.add_row(name, f"{info.nominal_bpw:g}", "yes" if info.quantized else "no", ", ".join(info.params),
+        t.add_row(name, f"{info.nominal_bpw:g}", "yes" if info.quantized else "no", ", ".join(p.name for p in info.params),
                   info.description)
     out.print(t)
-    out.print("executorch parameters: group=<n> weight group size (8da4w: default the largest of 128/64/32/16 dividing "
-              "every linear; 8da8w: 0 = per channel), embedding=4|8 (quantize the embedding table), "
-              "max_seq_len=<n> (default min(2048, the model's limit)), logits=last|all (what forward returns). "
-              "onnx parameters: block=16|32|64|128|256 (MatMulNBits block size, default 32).")
+    for fam in FAMILIES.values():
+        params = {p.name: p for v in fam.variants for p in v.params}
+        line = f"{fam.name} ({fam.title}): architectures {', '.join(fam.architectures)}"
+        line += f"; {fam.notes}" if fam.notes else ""
+        line += f"; parameters: {', '.join(p.describe() for p in params.values())}" if params else ""
+        out.print(line, highlight=False)
 
 
 @app.command()

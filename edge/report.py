@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.errors import EdgeError
-from edge.registry import Registry
+from edge.core.errors import EdgeError
+from edge.core.registry import Registry
 from edge.store import Result
 
 

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edge.errors import StoreError
+from edge.core.errors import StoreError
 from edge.migrations import MIGRATIONS
-from edge.paths import default_store
+from edge.core.paths import default_store
 
 
 def now() -> str:

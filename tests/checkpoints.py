@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converters.gguf_tables import _LLAMA3_SPLIT, _QWEN2_SPLIT
+from converters.gguf.tables import _LLAMA3_SPLIT, _QWEN2_SPLIT
 
 CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 

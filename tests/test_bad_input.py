@@ -11,9 +11,9 @@ from checkpoints import copy_with_config
 from edge.artifacts import open_artifact
 from edge.bench import BenchConfig, bench
 from edge.convert import convert
-from edge.errors import (ArtifactError, CheckpointError, DatasetError, OutputError, UnknownNameError,
+from edge.core.errors import (ArtifactError, CheckpointError, DatasetError, OutputError, UnknownNameError,
                          UnsupportedArchitectureError)
-from edge.fsutil import atomic_path
+from edge.core.fsutil import atomic_path
 
 
 def _copy(src, dst):

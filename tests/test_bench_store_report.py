@@ -7,12 +7,12 @@ import sqlite3
 
 import pytest
 
-from device_bench.llama_runtime import LlamaModel
+from converters.gguf.runtime import LlamaModel
 from edge.bench import BenchConfig, bench
 from edge.datasets import load_dataset
-from edge.errors import StoreError
+from edge.core.errors import StoreError
 from edge.migrations import MIGRATIONS
-from edge.progress import Progress
+from edge.core.progress import Progress
 from edge.report import build_matrices, report
 from edge.store import Store
 from ppl_reference import transformers_ppl
@@ -124,7 +124,7 @@ def test_store_migrations(tmp_path):
 
 
 def test_empty_store_report_says_what_to_do(tmp_path):
-    from edge.errors import EdgeError
+    from edge.core.errors import EdgeError
 
     with pytest.raises(EdgeError, match="run `edge bench"):
         report([], "md")

@@ -5,12 +5,12 @@ import json
 import gguf
 import pytest
 
-from converters.gguf_verify import verify_gguf
-from device_bench.llama_runtime import LlamaModel
-from edge.checkpoint import sha256_file
+from converters.gguf.convert import verify_gguf
+from converters.gguf.runtime import LlamaModel
+from edge.core.hashing import sha256_file
 from edge.convert import convert
 from edge.datasets import load_dataset
-from edge.manifest import read_manifest
+from edge.core.manifest import read_manifest
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_max_position_embeddings": 256}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from converters.executorch.native import parse_observer
 from device_bench import native, sysinfo
 from device_bench.config import load_specs
 from device_bench.devices import get_device
@@ -22,8 +23,8 @@ from device_bench.remote import RemoteDevice
 from device_bench.transports import AdbTransport
 from edge.bench import BenchConfig, _cpus, bench
 from edge.cli import app
-from edge.errors import DeviceError, UnknownNameError
-from edge.progress import Progress
+from edge.core.errors import DeviceError, UnknownNameError
+from edge.core.progress import Progress
 from edge.report import report
 from edge.store import Store
 from sshd import Sshd
@@ -61,7 +62,7 @@ def test_android_facts_from_probe_sections():
 
 
 def test_proc_status_adb_devices_and_idle():
-    from device_bench.procmem import parse_proc_status
+    from edge.measure.procmem import parse_proc_status
 
     st = parse_proc_status(fixture("proc_status.txt"))
     assert st["VmHWM"] == 241856 * 1024 and st["VmSwap"] == 2048 * 1024
@@ -81,7 +82,7 @@ def test_executorch_observer_line():
             '"model_load_start_ms":1000,"model_load_end_ms":1800,"inference_start_ms":2000,"inference_end_ms":4540,'
             '"prompt_eval_end_ms":2500,"first_token_ms":2520,"aggregate_sampling_time_ms":30,'
             '"SCALING_FACTOR_UNITS_PER_SECOND":1000}\n')
-    r = native.parse_observer(line)
+    r = parse_observer(line)
     assert r["load_s"] == pytest.approx(0.8) and r["ttft_s"] == pytest.approx(0.52)
     assert r["pp_tps"] == pytest.approx(512 / 0.5) and r["tg_tps"] == pytest.approx(127 / 2.02)
 
@@ -208,7 +209,7 @@ def test_push_once_hostile_names_and_full_disk(sshd, tmp_path):
     # a full disk: the kernel's ENOSPC (the partial file is /dev/full), reported, nothing left behind
     other = tmp_path / "other.bin"
     other.write_bytes(os.urandom(100_000))
-    from edge.checkpoint import sha256_file
+    from edge.core.hashing import sha256_file
 
     target = Path(dev.workdir) / "files" / sha256_file(other) / "other.bin"
     target.parent.mkdir(parents=True)

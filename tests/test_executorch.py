@@ -10,7 +10,7 @@ import pytest
 
 from edge.bench import BenchConfig, bench
 from edge.convert import convert
-from edge.errors import ArtifactError, ConversionError, EdgeError, UnsupportedArchitectureError
+from edge.core.errors import ArtifactError, ConversionError, EdgeError, UnsupportedArchitectureError
 from edge.store import Store
 
 pytest.importorskip("executorch")
@@ -56,7 +56,7 @@ def test_every_variant_is_exported_verified_and_described(et_artifacts):
 
 
 def test_last_logits_program_feeds_tokens_one_by_one_to_the_same_numbers(et_artifacts):
-    from device_bench.et_runtime import EtModel
+    from converters.executorch.runtime import EtModel
 
     out, ms = et_artifacts
     tok = out / ms["executorch:fp32"].details["tokenizer_file"]["file"]
@@ -141,8 +141,8 @@ def test_bench_refuses_a_program_without_the_llm_methods(et_artifacts, tmp_path)
     import torch
     from executorch.exir import to_edge
 
-    from edge.manifest import read_manifest, write_manifest
-    from edge.checkpoint import sha256_file
+    from edge.core.manifest import read_manifest, write_manifest
+    from edge.core.hashing import sha256_file
 
     class Add(torch.nn.Module):
         def forward(self, x):

@@ -2,8 +2,8 @@ import math
 
 import numpy as np
 
-from device_bench.metrics import QualityAccumulator, chunk_layout, chunk_tokens, log_softmax, mean_std, percentile
-from device_bench.procmem import parse_proc_status
+from edge.measure.metrics import QualityAccumulator, chunk_layout, chunk_tokens, log_softmax, mean_std, percentile
+from edge.measure.procmem import parse_proc_status
 from device_bench.sysinfo import parse_cpuinfo, parse_meminfo
 
 
@@ -72,7 +72,7 @@ def test_parse_proc_texts():
 
 
 def test_peak_rss_can_be_reset_between_exports():
-    from device_bench.procmem import peak_rss, reset_peak_rss
+    from edge.measure.procmem import peak_rss, reset_peak_rss
 
     block = bytearray(200 * 2**20)
     block[:: 4096] = b"\1" * len(block[:: 4096])  # touch every page

@@ -11,8 +11,8 @@ from checkpoints import copy_with_config
 
 from edge.bench import BenchConfig, bench
 from edge.convert import convert
-from edge.errors import ArtifactError, EdgeError, UnsupportedArchitectureError
-from edge.manifest import read_manifest
+from edge.core.errors import ArtifactError, EdgeError, UnsupportedArchitectureError
+from edge.core.manifest import read_manifest
 
 pytest.importorskip("onnxruntime_genai")
 
@@ -27,7 +27,7 @@ def onnx_artifacts(tiny, tmp_path_factory):
 
 
 def test_every_variant_is_built_loaded_and_described(onnx_artifacts):
-    from edge.checkpoint import folder_digest
+    from edge.core.hashing import folder_digest
 
     out, ms = onnx_artifacts
     assert set(ms) == {"onnx:fp32", "onnx:int8", "onnx:int4?block=64", "onnx:int4-mixed"}
@@ -51,7 +51,7 @@ def test_every_variant_is_built_loaded_and_described(onnx_artifacts):
 def test_bench_rows_beside_gguf_with_the_quality_cliffs(onnx_artifacts, tiny_artifacts, tiny):
     from ppl_reference import transformers_ppl
 
-    from device_bench.og_runtime import OgModel
+    from converters.onnx.runtime import OgModel
     from edge.datasets import load_dataset
 
     out, ms = onnx_artifacts

@@ -10,7 +10,7 @@ import sys
 import gguf
 import pytest
 
-from device_bench.llama_runtime import LlamaModel
+from converters.gguf.runtime import LlamaModel
 from edge.bench import BenchConfig, bench
 from edge.convert import convert
 from edge.datasets import load_dataset
@@ -88,7 +88,7 @@ def test_cli_demo_end_to_end(tmp_path):
 def test_demo_executorch_program_reproduces_transformers(demo_ckpt, tmp_path):
     """The real 30-layer model through ExecuTorch's export (about 10 minutes on 2 cores): verified
     against transformers, then measured; its perplexity is transformers' own on the same tokens."""
-    from device_bench.et_runtime import EtModel
+    from converters.executorch.runtime import EtModel
 
     (m,) = convert(demo_ckpt, "executorch:fp32?max_seq_len=1024", tmp_path)
     v = m.verification

@@ -1,8 +1,8 @@
 import pytest
 
-from edge.errors import EdgeError, UnknownNameError
-from edge.formats import FORMATS, parse_format, parse_formats
-from edge.registry import Registry
+from edge.core.errors import EdgeError, UnknownNameError
+from edge.core.formats import FORMATS, parse_format, parse_formats
+from edge.core.registry import Registry
 
 
 def test_registry_suggests_close_names():

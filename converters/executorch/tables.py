@@ -1,0 +1,69 @@
+"""Data tables for the ExecuTorch converter, apart from its logic (one entry a line).
+
+Weights go from Hugging Face names to the names of ExecuTorch's Llama-family transformer
+(``executorch.examples.models.llama.llama_transformer``), which the ``export_llm`` stack exports
+with a KV cache and lowers to XNNPACK. RoPE stays in Hugging Face's rotate-half layout
+(``use_hf_rope``), so q/k rows are copied unpermuted.
+"""
+
+from __future__ import annotations
+
+from edge.core.family import Param, Variant
+
+# (Hugging Face name, ExecuTorch name); "{}" is the layer index
+WEIGHT_NAMES: tuple[tuple[str, str], ...] = (
+    ("model.embed_tokens.weight",                        "tok_embeddings.weight"),
+    ("model.norm.weight",                                "norm.weight"),
+    ("lm_head.weight",                                   "output.weight"),
+    ("model.layers.{}.input_layernorm.weight",           "layers.{}.attention_norm.weight"),
+    ("model.layers.{}.post_attention_layernorm.weight",  "layers.{}.ffn_norm.weight"),
+    ("model.layers.{}.self_attn.q_proj.weight",          "layers.{}.attention.wq.weight"),
+    ("model.layers.{}.self_attn.k_proj.weight",          "layers.{}.attention.wk.weight"),
+    ("model.layers.{}.self_attn.v_proj.weight",          "layers.{}.attention.wv.weight"),
+    ("model.layers.{}.self_attn.o_proj.weight",          "layers.{}.attention.wo.weight"),
+    ("model.layers.{}.self_attn.q_proj.bias",            "layers.{}.attention.wq.bias"),
+    ("model.layers.{}.self_attn.k_proj.bias",            "layers.{}.attention.wk.bias"),
+    ("model.layers.{}.self_attn.v_proj.bias",            "layers.{}.attention.wv.bias"),
+    ("model.layers.{}.mlp.gate_proj.weight",             "layers.{}.feed_forward.w1.weight"),
+    ("model.layers.{}.mlp.down_proj.weight",             "layers.{}.feed_forward.w2.weight"),
+    ("model.layers.{}.mlp.up_proj.weight",               "layers.{}.feed_forward.w3.weight"),
+)
+
+# Hugging Face architectures the export path reproduces (verified against transformers in tests)
+ARCHITECTURES: tuple[str, ...] = (
+    "LlamaForCausalLM",
+    "Qwen2ForCausalLM",
+)
+
+# RoPE variants ExecuTorch's HF-layout rope implements
+ROPE_TYPES: tuple[str, ...] = ("default",)
+
+
+# the parameters after "?" (validated generically by edge.core.family.Param)
+GROUP = Param("group", int, default="auto", help="weight group size; 8da4w: the largest of 128/64/32/16 dividing every "
+              "linear, 8da8w: 0 = one scale per output channel")
+EMBEDDING = Param("embedding", str, ("8", "4"), help="quantize the embedding table to these bits", choices_help="(bits)")
+MAX_SEQ_LEN = Param("max_seq_len", int, default="min(2048, the model's limit)", help="KV-cache positions")
+LOGITS = Param("logits", str, ("last", "all"), default="last", help="what forward returns: the last position's or every one's")
+UNGROUPED = (EMBEDDING, MAX_SEQ_LEN, LOGITS)
+GROUPED = (GROUP, *UNGROUPED)
+
+# recipe: export_llm's quantization.qmode; default_group None: no groups, 0: one scale per output channel, -1: auto
+VARIANTS: tuple[Variant, ...] = (
+    Variant("fp32",  32.0, False, "float32 program, XNNPACK delegate, KV cache (the reference)",   UNGROUPED, {"qmode": None,    "default_group": None}),
+    Variant("int8",   8.0, True,  "int8 weight-only linears, one scale per output channel",         UNGROUPED, {"qmode": "int8",  "default_group": None}),
+    Variant("8da8w",  8.0, True,  "int8 weights per channel, int8 dynamic activations (XNNPACK)",   GROUPED,   {"qmode": "8da8w", "default_group": 0}),
+    Variant("8da4w",  4.5, True,  "int4 weights in groups, int8 dynamic activations (XNNPACK)",     GROUPED,   {"qmode": "8da4w", "default_group": -1}),
+)
+
+# group sizes tried, largest first, when a 8da4w request names none: the largest dividing every linear
+AUTO_GROUPS: tuple[int, ...] = (128, 64, 32, 16)
+
+# embedding quantization: bits -> export_llm's "bits,group" (group 0: one scale per row)
+EMBEDDING_QUANT: dict[str, str] = {
+    "8": "8,0",
+    "4": "4,32",
+}
+
+# methods a .pte from this converter must have; the bench refuses programs without them
+REQUIRED_METHODS: tuple[str, ...] = ("forward", "get_max_seq_len", "get_vocab_size", "use_kv_cache")

@@ -1,0 +1,143 @@
+"""What a target family is (GGUF, ExecuTorch, ONNX, ...): one ``Family`` object per family folder under
+``converters/``, registered lazily in ``FAMILIES``. Everything that iterates families — the formats
+registry, ``edge formats``, opening artifacts, the measuring process, the device agent, the roofline —
+reads it from here, so a new family is one new folder plus one line in ``FAMILY_MODULES``.
+
+A family declares its variants with one row type (``Variant``) and their parameters with typed rows
+(``Param``: validated here, generically, and shown by ``edge formats``). Its heavy parts — converter,
+runtime, native adapter — are named as ``"module:attr"`` and imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge.core.errors import EdgeError
+from edge.core.registry import Registry
+
+
+class NativeSession(Protocol):
+    """What a family's native adapter gets from the device side (``device_bench.native.NativeRun``): the
+    job, its tools pushed to the device, commands run under the memory sampler, the device's conditions."""
+
+    job: dict[str, Any]
+    cfg: dict[str, Any]
+
+    def on_event(self, event: dict[str, Any]) -> None: ...
+
+    def tool(self, name: str) -> str: ...
+
+    def run(self, argv: list[str], what: str) -> tuple[str, dict[str, int]]: ...
+
+    def threads(self) -> list[str]: ...
+
+    def cooling(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter a variant takes after ``?`` (``executorch:8da4w?group=32``)."""
+
+    name: str
+    type: type = str              # int or str: the raw text must parse as this
+    choices: tuple[str, ...] = ()  # when given, the raw text must be one of these
+    default: str = ""             # what applies when the parameter is not given (shown by `edge formats`)
+    help: str = ""
+    choices_help: str = ""        # how the choices read in an error ("(bits)")
+
+    def check(self, fmt: str, raw: str) -> None:
+        """Refuse a value of the wrong type or outside the choices, in one line."""
+        if raw == "":
+            return
+        if self.type is int:
+            try:
+                int(raw)
+            except ValueError:
+                raise EdgeError(f"{fmt}: {self.name} must be an integer, not {raw!r}") from None
+        if self.choices and raw not in self.choices:
+            raise EdgeError(f"{fmt}: {self.name} must be one of {', '.join(self.choices)}"
+                            f"{' ' + self.choices_help if self.choices_help else ''}, not {raw!r}")
+
+    def describe(self) -> str:
+        values = "|".join(self.choices) if self.choices else ("<n>" if self.type is int else "<text>")
+        default = f"; default {self.default}" if self.default else ""
+        return f"{self.name}={values} ({self.help}{default})"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One format of a family: ``gguf:q4_k_m``. ``recipe`` holds what the family's converter needs to make
+    it (llama.cpp's ftype, export_llm's qmode, the builder's precision and options)."""
+
+    name: str
+    nominal_bpw: float
+    quantized: bool
+    description: str
+    params: tuple[Param, ...] = ()
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    title: str                                # "llama.cpp GGUF"
+    noun: str                                 # its artifact in a sentence: "a GGUF file"
+    variants: tuple[Variant, ...]
+    architectures: tuple[str, ...]            # Hugging Face architectures its converter takes
+    tools: tuple[str, ...]                    # distributions recorded in its manifests
+    agent_requirements: tuple[str, ...]       # what a device's agent installs to run its artifacts
+    kv_bytes: int                             # KV-cache element size of its CPU runtime (roofline)
+    converter: str                            # "module:attr" of its Converter
+    runtime: str                              # "module:attr" of open_runtime(job) -> Runtime
+    magic: tuple[int, bytes] | None = None    # (offset, bytes) that identify its artifact files
+    folder_marker: str | None = None          # a file inside its artifact folders
+    native: str | None = None                 # "module:attr" of its native adapter (devices without Python)
+    foreign: str | None = None                # "module:attr" of manifest_for(path, sha256) for artifacts made
+                                              # elsewhere (no manifest beside them); None: refused
+    notes: str = ""                           # one line for `edge formats`
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise EdgeError(f"{self.name} has no variant {name!r}")
+
+    def recognises(self, path: Path) -> bool:
+        """Whether ``path`` is one of this family's artifacts, from its bytes or folder layout alone."""
+        if path.is_dir():
+            return self.folder_marker is not None and (path / self.folder_marker).exists()
+        if self.magic is None:
+            return False
+        offset, magic = self.magic
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(len(magic)) == magic
+
+    def load(self, part: str) -> Any:
+        """Import one of the family's parts: ``converter``, ``runtime``, ``native`` or ``foreign``."""
+        target = getattr(self, part)
+        if target is None:
+            raise EdgeError(f"the {self.name} family has no {part}")
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+# family name -> its Family object, imported on first use (one line a family)
+FAMILY_MODULES: tuple[tuple[str, str], ...] = (
+    ("gguf",       "converters.gguf:FAMILY"),
+    ("executorch", "converters.executorch:FAMILY"),
+    ("onnx",       "converters.onnx:FAMILY"),
+)
+
+FAMILIES: Registry[Family] = Registry("family")
+for _name, _target in FAMILY_MODULES:
+    FAMILIES.register_lazy(_name, _target)
+
+
+def family_of(path: Path) -> Family | None:
+    """The family whose artifacts look like ``path`` (magic bytes or folder marker), or None."""
+    return next((f for f in FAMILIES.values() if f.recognises(path)), None)
