@@ -75,15 +75,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="edge-benchmark-"))
     try:
         t_hf, _ = timed(lambda: transformers_roundtrip(ckpt, work / "hf"))
-        t_edge, _ = timed(lambda: convert(ckpt, "gguf:f16", work / "a", verify=False))
-        t_edge_v, ms = timed(lambda: convert(ckpt, "gguf:f16", work / "b", verify=True))
+        t_edge, _ = timed(lambda: [a.manifest for a in convert(ckpt, "gguf:f16", work / "a", verify=False)])
+        t_edge_v, ms = timed(lambda: [a.manifest for a in convert(ckpt, "gguf:f16", work / "b", verify=True)])
         print(f"checkpoint: {ckpt} ({ms[0].parameter_count / 1e6:.1f} M parameters), threads: {threads}")
         print("\n== conversion (HF → F16), seconds")
         print(f"transformers load + save_pretrained (fp16):  {t_hf:7.2f}")
         print(f"edge convert gguf:f16, no verification:      {t_edge:7.2f}   ratio edge/transformers {t_edge / t_hf:.2f}")
         print(f"edge convert gguf:f16, verified:             {t_edge_v:7.2f}   ratio edge/transformers {t_edge_v / t_hf:.2f}")
 
-        q = convert(ckpt, "gguf:f16,gguf:q4_k_m", work / "c", verify=False)
+        q = [a.manifest for a in convert(ckpt, "gguf:f16,gguf:q4_k_m", work / "c", verify=False)]
         print("\n== speed, tokens/s (mean ± stddev over", args.reps, "reps after a warm-up)")
         print(f"{'file':28} {'':8} {'edge bench':>18} {'bare llama-cpp':>18} {'ratio':>6}")
         for m in q:

@@ -65,8 +65,7 @@ def _row(run: Run, device: Device, art: Artifact, res: dict[str, Any], cfg: Benc
     q = res.get("quality") or {}
     m = art.manifest
     facts = device.facts()
-    roof = roofline(art.family, art.path, m.size_bytes, m.source.get("path"), cfg.n_gen, res.get("tg_tps"),
-                    facts.get("membw_gbs"))
+    roof = roofline(m, cfg.n_gen, res.get("tg_tps"), facts.get("membw_gbs"))
     return Result(
         run_id=run.id or 0, device=device.name, model=art.model, format=art.format, artifact_path=str(art.path),
         artifact_sha256=m.sha256, size_bytes=m.size_bytes, source_sha256=m.source.get("content_sha256"),

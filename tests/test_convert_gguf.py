@@ -33,7 +33,7 @@ def _field(reader, key):
 @pytest.mark.parametrize("arch,tok,kw,pre", CASES)
 def test_convert_every_architecture(tiny, tmp_path, arch, tok, kw, pre):
     ckpt = tiny(arch, tok, **kw)
-    manifests = convert(ckpt, "gguf:f32,gguf:q8_0,gguf:q4_0", tmp_path)
+    manifests = [a.manifest for a in convert(ckpt, "gguf:f32,gguf:q8_0,gguf:q4_0", tmp_path)]
     by = {m.variant: m for m in manifests}
     assert set(by) == {"f32", "q8_0", "q4_0"}
     ref = by["f32"]
@@ -68,7 +68,7 @@ def test_convert_every_architecture(tiny, tmp_path, arch, tok, kw, pre):
 
 def test_k_quants_on_256_aligned_rows(tiny, tmp_path):
     ckpt = tiny("llama", "bpe", hidden=256, heads=4, kv_heads=2)
-    manifests = convert(ckpt, "gguf:f32,gguf:q6_k,gguf:q5_k_m,gguf:q4_k_m,gguf:q3_k_m,gguf:q2_k", tmp_path)
+    manifests = [a.manifest for a in convert(ckpt, "gguf:f32,gguf:q6_k,gguf:q5_k_m,gguf:q4_k_m,gguf:q3_k_m,gguf:q2_k", tmp_path)]
     by = {m.variant: m for m in manifests}
     assert by["f32"].verification["passed"]
     assert "Q4_K" in by["q4_k_m"].details["tensor_types"] and "Q2_K" in by["q2_k"].details["tensor_types"]
@@ -77,7 +77,7 @@ def test_k_quants_on_256_aligned_rows(tiny, tmp_path):
 
 
 def test_f16_reference_is_added_when_only_quantized_types_are_asked(tiny, tmp_path):
-    manifests = convert(tiny("llama", "bpe"), "gguf:q8_0", tmp_path)
+    manifests = [a.manifest for a in convert(tiny("llama", "bpe"), "gguf:q8_0", tmp_path)]
     assert [m.format for m in manifests] == ["gguf:f16", "gguf:q8_0"]
     assert manifests[0].verification["passed"] and manifests[1].reference["format"] == "gguf:f16"
 
@@ -86,7 +86,7 @@ def test_verification_can_fail(tiny, tmp_path):
     """A GGUF of one checkpoint checked against another checkpoint must fail loudly."""
     a = tiny("llama", "bpe")
     b = tiny("llama", "bpe", seed=1)
-    m = convert(a, "gguf:f32", tmp_path)[0]
+    m = [a.manifest for a in convert(a, "gguf:f32", tmp_path)][0]
     result = verify_gguf(b, tmp_path / m.artifact, load_dataset("pydoc").text)
     assert not result.passed and result.top1_agreement < 0.5
 
@@ -104,7 +104,7 @@ def test_sharded_bf16_checkpoint(tiny, tmp_path):
         if f.name.startswith("tokenizer") or f.name in ("chat_template.jinja", "special_tokens_map.json"):
             shutil.copy(f, sharded / f.name)
     assert (sharded / "model.safetensors.index.json").exists()
-    manifests = convert(sharded, "gguf:bf16,gguf:f32", tmp_path / "out")
+    manifests = [a.manifest for a in convert(sharded, "gguf:bf16,gguf:f32", tmp_path / "out")]
     # bf16 weights upcast exactly, so the F32 GGUF is the reference and matches transformers
     assert [m.format for m in manifests] == ["gguf:f32", "gguf:bf16"]
     assert manifests[0].verification["passed"]

@@ -316,7 +316,7 @@ def test_onnx_folders_in_agent_mode(sshd, devices_file, tiny, tmp_path):
     pytest.importorskip("onnxruntime_genai")
     from edge.convert import convert
 
-    ms = convert(tiny("llama", "bpe"), "onnx:fp32,onnx:int4", tmp_path / "onnx")
+    ms = [a.manifest for a in convert(tiny("llama", "bpe"), "onnx:fp32,onnx:int4", tmp_path / "onnx")]
     arts = [tmp_path / "onnx" / m.artifact for m in ms]
     small = BenchConfig(reps=1, n_prompt=64, n_gen=8, n_ttft=16, ctx=128, chunks=2)
     with Store(tmp_path / "r.sqlite") as st:

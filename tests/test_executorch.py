@@ -23,8 +23,8 @@ def et_artifacts(tiny, tmp_path_factory):
     """int8, 8da8w with 8-bit embeddings, 8da4w in groups of 32 with 4-bit embeddings, an fp32 program
     that returns every position's logits, and the plain fp32 program (the reference, exported first)."""
     out = tmp_path_factory.mktemp("et")
-    ms = convert(tiny("llama", "bpe"), "executorch:int8,executorch:8da8w?embedding=8,"
-                 "executorch:8da4w?group=32&embedding=4,executorch:fp32?logits=all,executorch:fp32", out)
+    ms = [a.manifest for a in convert(tiny("llama", "bpe"), "executorch:int8,executorch:8da8w?embedding=8,"
+                 "executorch:8da4w?group=32&embedding=4,executorch:fp32?logits=all,executorch:fp32", out)]
     return out, {m.format: m for m in ms}
 
 
@@ -101,7 +101,7 @@ def test_bench_puts_executorch_rows_in_the_matrix_beside_gguf(et_artifacts, tiny
 
 def test_qwen2_bias_and_tied_embeddings_reproduce_transformers(tiny, tmp_path):
     # an fp32 program with parameters is the reference itself: one program, not two
-    (m,) = convert(tiny("qwen2", "bpe", pre="qwen2", tied=True), "executorch:fp32?max_seq_len=256", tmp_path)
+    (m,) = [a.manifest for a in convert(tiny("qwen2", "bpe", pre="qwen2", tied=True), "executorch:fp32?max_seq_len=256", tmp_path)]
     assert m.verification["passed"] and m.verification["greedy_tokens"] == 16
     assert m.details["max_seq_len"] == 256
 

@@ -22,7 +22,7 @@ SMALL = BenchConfig(reps=2, n_prompt=64, n_gen=16, n_ttft=16, ctx=128, chunks=3)
 @pytest.fixture(scope="module")
 def onnx_artifacts(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
-    ms = convert(tiny("llama", "bpe"), "onnx:int8,onnx:int4?block=64,onnx:int4-mixed", out)
+    ms = [a.manifest for a in convert(tiny("llama", "bpe"), "onnx:int8,onnx:int4?block=64,onnx:int4-mixed", out)]
     return out, {m.format: m for m in ms}
 
 
@@ -69,7 +69,7 @@ def test_bench_rows_beside_gguf_with_the_quality_cliffs(onnx_artifacts, tiny_art
 
 
 def test_tied_embeddings_with_mixed_precision_are_untied_and_load(tiny, tmp_path):
-    ms = convert(tiny("qwen2", "bpe", pre="qwen2", tied=True), "onnx:int4-mixed", tmp_path)
+    ms = [a.manifest for a in convert(tiny("qwen2", "bpe", pre="qwen2", tied=True), "onnx:int4-mixed", tmp_path)]
     mixed = {m.format: m for m in ms}["onnx:int4-mixed"]
     assert mixed.details["builder_options"]["shared_embeddings"] == "false"
     assert {m.format: m for m in ms}["onnx:fp32"].verification["passed"]

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.real_model
 @pytest.fixture(scope="module")
 def demo_artifacts(demo_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    manifests = convert(demo_ckpt, "gguf:f16,gguf:q8_0,gguf:q4_k_m", out)
+    manifests = [a.manifest for a in convert(demo_ckpt, "gguf:f16,gguf:q8_0,gguf:q4_k_m", out)]
     return out, {m.variant: m for m in manifests}
 
 
@@ -90,7 +90,7 @@ def test_demo_executorch_program_reproduces_transformers(demo_ckpt, tmp_path):
     against transformers, then measured; its perplexity is transformers' own on the same tokens."""
     from converters.executorch.runtime import EtModel
 
-    (m,) = convert(demo_ckpt, "executorch:fp32?max_seq_len=1024", tmp_path)
+    (m,) = [a.manifest for a in convert(demo_ckpt, "executorch:fp32?max_seq_len=1024", tmp_path)]
     v = m.verification
     assert v["passed"] and v["greedy_tokens"] == 16 and v["top1_agreement"] >= 0.99 and v["tokenizer_match"]
     assert m.details["delegation"]["xnnpack_delegate_calls"] >= 30  # every layer's linears run in XNNPACK
@@ -103,7 +103,7 @@ def test_demo_executorch_program_reproduces_transformers(demo_ckpt, tmp_path):
 
 
 def test_demo_onnx_reproduces_transformers_and_shows_the_int4_cliff(demo_ckpt, tmp_path):
-    ms = {m.format: m for m in convert(demo_ckpt, "onnx:int4", tmp_path)}
+    ms = {m.format: m for m in [a.manifest for a in convert(demo_ckpt, "onnx:int4", tmp_path)]}
     ref, q4 = ms["onnx:fp32"].verification, ms["onnx:int4"].verification
     assert ref["passed"] and abs(ref["ppl_rel_diff"]) <= 0.005 and ref["greedy_tokens"] == 16
     assert q4["ppl"] > ref["ppl"] * 1.02  # 4-bit RTN blocks of 32 cost measurable perplexity on the real model

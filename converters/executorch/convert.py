@@ -1,4 +1,4 @@
-"""The ExecuTorch family: HF checkpoint → ``.pte`` programs (fp32 reference, int8, 8da8w, 8da4w) with a
+"""The ExecuTorch converter: HF checkpoint → ``.pte`` programs (fp32 reference, int8, 8da8w, 8da4w) with a
 KV cache on XNNPACK, each verified with ExecuTorch's Python runtime before its manifest is written.
 
 Beside the programs goes ``<model>.tokenizer.json`` (the checkpoint's Hugging Face tokenizer), which
@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
-from converters.executorch.recipe import EtOptions, ExportProfile, check_supported, export_pte, linear_in_features
+from converters.executorch.recipe import EtOptions, check_supported, export_pte, linear_in_features
 from converters.executorch.tables import AUTO_GROUPS
-from edge.measure.verify import compare, require
 from edge.core.checkpoint import Checkpoint
-from edge.core.hashing import sha256_file
 from edge.core.errors import ConversionError, EdgeError
-from edge.core.formats import FormatRequest
-from edge.core.fsutil import atomic_path
-from edge.core.manifest import Manifest, write_manifest
-from edge.core.progress import NULL, Progress
-from edge.core.versions import tool_versions
+from edge.core.family import Checked, ConvertContext, Description
+from edge.core.formats import FormatRequest, parse_format
+from edge.core.fsutil import atomic_path, final_name
+from edge.core.hashing import sha256_file
+from edge.core.manifest import Artifact
+from edge.measure.verify import THRESHOLDS, compare, require
 
-FAMILY = "executorch"
-TOOLS = ("executorch", "torchao", "torch", "transformers")
 REFERENCE = "fp32"
 DEFAULT_MAX_SEQ_LEN = 2048
 
@@ -68,12 +65,6 @@ def options(req: FormatRequest, ckpt: Checkpoint) -> EtOptions:
                      max_seq_len=max_seq, full_logits=logits == "all")
 
 
-def check(ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
-    """Refuse an unsupported checkpoint or parameter before anything is written."""
-    for req in requests:
-        options(req, ckpt)
-
-
 def file_name(stem: str, req: FormatRequest) -> str:
     return f"{stem}-et-{req.info.variant}{req.file_suffix}.pte"
 
@@ -96,79 +87,59 @@ def _tokenizer(ckpt: Checkpoint, out_dir: Path) -> tuple[Path, str]:
     return dst, sha256_file(dst)
 
 
-def convert(ckpt: Checkpoint, requests: list[FormatRequest], out_dir: Path, *, source: dict, text: str,
-            verify: bool = True, n_threads: int | None = None, progress: Progress = NULL) -> list[Manifest]:
-    from edge.core.formats import parse_format
+class EtConverter:
+    def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
+        for req in requests:
+            options(req, ckpt)
 
-    planned = [(req, options(req, ckpt)) for req in requests]  # every refusal before any export
-    # the reference: the fp32 program asked for (the first without parameters, else the first), else one added
-    fp32 = [r for r, _ in planned if r.info.variant == REFERENCE]
-    ref_req = next((r for r in fp32 if not r.params), fp32[0] if fp32 else None)
-    ref_asked = ref_req is not None
-    if ref_req is None:
-        ref_req = parse_format(f"executorch:{REFERENCE}")
-        seq = max(o.max_seq_len for _, o in planned)
-        if seq != options(ref_req, ckpt).max_seq_len:
-            ref_req = parse_format(f"executorch:{REFERENCE}?max_seq_len={seq}")
-        planned.insert(0, (ref_req, options(ref_req, ckpt)))
-    else:
-        planned.sort(key=lambda p: p[0] is not ref_req)
-    tok_path, tok_sha = _tokenizer(ckpt, out_dir)
-    manifests: list[Manifest] = []
-    ref_link = None
-    for req, opts in planned:
-        is_ref = req is ref_req
-        path = out_dir / (file_name(ckpt.name, req) if req is not ref_req or ref_asked
-                          else f"{ckpt.name}-et-{REFERENCE}.pte")
-        with atomic_path(path) as tmp:
-            profile = export_pte(ckpt, opts, tmp, _metadata(ckpt), progress=progress, label=path.name)
-            progress.start(f"{path.name}: verifying with ExecuTorch's runtime against transformers")
-            verification = _verify(ckpt, tmp, tok_path, text, n_threads, strict=is_ref and verify)
-            progress.note(f"{path.name}: {verification.summary()}; export {profile.total_s:.0f} s "
+    def reference_for(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> tuple[FormatRequest, bool]:
+        """The fp32 program asked for (the first without parameters, else the first), else one added with
+        the longest max_seq_len asked for."""
+        fp32 = [r for r in requests if r.info.variant == REFERENCE]
+        if fp32:
+            return next((r for r in fp32 if not r.params), fp32[0]), True
+        ref = parse_format(f"executorch:{REFERENCE}")
+        seq = max(options(r, ckpt).max_seq_len for r in requests)
+        if seq != options(ref, ckpt).max_seq_len:
+            ref = parse_format(f"executorch:{REFERENCE}?max_seq_len={seq}")
+        return ref, False
+
+    def file_name(self, ckpt: Checkpoint, request: FormatRequest, *, added: bool) -> str:
+        return f"{ckpt.name}-et-{REFERENCE}.pte" if added else file_name(ckpt.name, request)
+
+    def prepare(self, ctx: ConvertContext) -> None:
+        ctx.state["tokenizer"] = _tokenizer(ctx.ckpt, ctx.out_dir)
+
+    def build(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, reference: Artifact | None) -> dict[str, Any]:
+        opts = options(request, ctx.ckpt)
+        name = final_name(tmp)
+        profile = export_pte(ctx.ckpt, opts, tmp, _metadata(ctx.ckpt), progress=ctx.progress, label=name)
+        ctx.progress.note(f"{name}: export {profile.total_s:.0f} s "
                           f"({', '.join(f'{k} {v:.0f} s' for k, v in profile.seconds.items() if v >= 1)})")
-            if is_ref and verify:
-                require(verification, path)
-        m = _manifest(path, req, opts, ckpt, source, None if is_ref else ref_link, verification.to_json(),
-                      profile, tok_path, tok_sha, progress)
-        manifests.append(m)
-        if is_ref:
-            ref_link = {"artifact": m.artifact, "sha256": m.sha256, "format": m.format}
-            if not ref_asked:
-                progress.note(f"also wrote {path.name}: the verified float reference that `edge bench` measures "
-                              "the quantized programs' KL divergence against")
-    return manifests
-
-
-def _verify(ckpt: Checkpoint, pte: Path, tokenizer: Path, text: str, n_threads: int | None, *, strict: bool):
-    from converters.executorch.runtime import EtModel
-
-    with EtModel(pte, tokenizer, n_threads=n_threads) as m:
-        return compare(ckpt.path, m, text, n_greedy=16, n_positions=256, min_top1=0.99 if strict else None)
-
-
-def _manifest(path: Path, req: FormatRequest, opts: EtOptions, ckpt: Checkpoint, source: dict, reference: dict | None,
-              verification: dict, profile: ExportProfile, tok_path: Path, tok_sha: str, progress: Progress) -> Manifest:
-    size = path.stat().st_size
-    progress.start(f"sha256 {path.name}", total=size)
-    digest = sha256_file(path, on_bytes=lambda n: progress.update(advance=n))
-    n_params = ckpt.parameter_count
-    m = Manifest(
-        format=req.name, family=FAMILY, variant=req.info.variant, artifact=path.name, size_bytes=size, sha256=digest,
-        bits_per_weight=round(8.0 * size / max(n_params, 1), 4), parameter_count=n_params, source=source,
-        tools=tool_versions(*TOOLS), params=dict(req.params), reference=reference, verification=verification,
-        details={
+        tok_path, tok_sha = ctx.state["tokenizer"]
+        return {
             "qmode": opts.qmode, "group_size": opts.group_size, "embedding_bits": opts.embedding_bits,
             "max_seq_len": opts.max_seq_len, "full_logits": opts.full_logits, "backend": "xnnpack",
             "kv_cache": True, "sdpa": "llama::sdpa_with_kv_cache", "bits_per_weight_basis": "file size / source parameters",
             "tokenizer_file": {"file": tok_path.name, "sha256": tok_sha},
             "delegation": profile.delegation, "export_seconds": {k: round(v, 2) for k, v in profile.seconds.items()},
             "export_peak_rss_bytes": profile.peak_rss_bytes, "export_peak_rss_per_export": profile.peak_is_per_export,
-        })
-    write_manifest(path, m)
-    return m
+        }
+
+    def verify(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, *, strict: bool) -> Checked:
+        """Every program is loaded by ExecuTorch's runtime and compared with transformers; only the
+        reference must pass the thresholds."""
+        from converters.executorch.runtime import EtModel
+
+        ctx.progress.start(f"{final_name(tmp)}: verifying with ExecuTorch's runtime against transformers")
+        with EtModel(tmp, ctx.state["tokenizer"][0], n_threads=ctx.n_threads) as m:
+            v = compare(ctx.ckpt.path, m, ctx.text, min_top1=THRESHOLDS.min_top1 if strict else None)
+        if strict:
+            require(v, tmp)
+        return Checked(v.to_json(), v.summary())
+
+    def describe(self, ctx: ConvertContext, request: FormatRequest, path: Path) -> Description:
+        return Description()
 
 
-__all__ = ["check", "convert", "file_name", "options"]
-
-
-CONVERTER = SimpleNamespace(check=check, convert=convert)  # interim: replaced by the shared convert driver
+CONVERTER = EtConverter()

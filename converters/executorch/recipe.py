@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from converters.executorch.tables import ARCHITECTURES, EMBEDDING_QUANT, ROPE_TYPES, WEIGHT_NAMES
-from converters.gguf.writer import Hparams
 from edge.core.checkpoint import Checkpoint
+from edge.core.hfconfig import Hparams
 from edge.core.errors import ConversionError, UnsupportedArchitectureError
 from edge.core.progress import NULL, Progress
 
@@ -76,7 +76,7 @@ def check_supported(ckpt: Checkpoint) -> Hparams:
     if ckpt.architecture not in ARCHITECTURES:
         raise UnsupportedArchitectureError(
             f"architecture {ckpt.architecture} is not supported for ExecuTorch (supported: {', '.join(ARCHITECTURES)})")
-    hp = Hparams.from_config(ckpt.config)
+    hp = ckpt.hparams
     if hp.rope_type not in ROPE_TYPES:
         raise UnsupportedArchitectureError(
             f"{ckpt.name}: RoPE scaling {hp.rope_type!r} is not supported for ExecuTorch (supported: {', '.join(ROPE_TYPES)})")

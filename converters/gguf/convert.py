@@ -1,112 +1,76 @@
-"""The GGUF family: HF checkpoint → reference GGUF (verified) → llama.cpp quantizations, with manifests."""
+"""The GGUF converter: HF checkpoint → reference GGUF (edge's writer on gguf-py, verified against
+transformers on llama.cpp) → every other type from it with llama.cpp's own quantizer."""
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
-
-import gguf
+from typing import Any
 
 from converters.gguf.facts import gguf_facts
-from converters.gguf.writer import arch_spec, write_gguf
 from converters.gguf.quantize import quantize
-from converters.gguf.tables import DEFAULT_REFERENCE, REFERENCE_PRECEDENCE
 from converters.gguf.runtime import LlamaModel
-from edge.measure.verify import Verification, compare, require
+from converters.gguf.tables import DEFAULT_REFERENCE, REFERENCE_PRECEDENCE
+from converters.gguf.writer import arch_spec, write_gguf
 from edge.core.checkpoint import Checkpoint
-from edge.core.hashing import sha256_file
-from edge.core.errors import ArtifactError
-from edge.core.formats import FormatRequest
-from edge.core.fsutil import atomic_path
-from edge.core.manifest import Manifest, write_manifest
-from edge.core.progress import NULL, Progress
-from edge.core.versions import tool_versions
-
-FAMILY = "gguf"
-TOOLS = ("gguf", "llama_cpp_python", "transformers", "torch")
+from edge.core.family import Checked, ConvertContext, Description
+from edge.core.formats import FormatRequest, parse_format
+from edge.core.fsutil import final_name
+from edge.core.manifest import Artifact
+from edge.measure.verify import THRESHOLDS, Verification, compare, require
 
 
-def check(ckpt: Checkpoint, requests: list[FormatRequest] | None = None) -> None:
-    """Refuse an unsupported checkpoint before anything is written."""
-    arch_spec(ckpt.architecture)
-
-
-def verify_gguf(checkpoint: Path, gguf_path: Path, text: str, *, n_greedy: int = 16, n_positions: int = 256,
-                min_top1: float = 0.99, n_threads: int | None = None) -> Verification:
+def verify_gguf(checkpoint: Path, gguf_path: Path, text: str, *, n_greedy: int = THRESHOLDS.n_greedy,
+                n_positions: int = THRESHOLDS.n_positions, min_top1: float = THRESHOLDS.min_top1,
+                n_threads: int | None = None) -> Verification:
     """Does an unquantized GGUF reproduce its Hugging Face model? (``edge.measure.verify`` on llama.cpp.)"""
     # F32 KV cache: an F16 cache alone can flip near-tied argmaxes of a random tiny model
     with LlamaModel(gguf_path, n_ctx=max(512, n_positions + 8), n_threads=n_threads, f32_kv_cache=True) as llm:
         return compare(checkpoint, llm, text, n_greedy=n_greedy, n_positions=n_positions, min_top1=min_top1)
 
 
-def reference_variant(requests: list[FormatRequest]) -> tuple[str, bool]:
-    """The unquantized type to write first (and whether the user asked for it)."""
-    asked = {r.info.variant for r in requests}
-    for variant in REFERENCE_PRECEDENCE:
-        if variant in asked:
-            return variant, True
-    return DEFAULT_REFERENCE, False
+class GgufConverter:
+    def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
+        arch_spec(ckpt.architecture)
+
+    def reference_for(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> tuple[FormatRequest, bool]:
+        """The most precise unquantized type asked for is written first (f16 when none is)."""
+        asked = {r.info.variant: r for r in requests}
+        for variant in REFERENCE_PRECEDENCE:
+            if variant in asked:
+                return asked[variant], True
+        return parse_format(f"gguf:{DEFAULT_REFERENCE}"), False
+
+    def file_name(self, ckpt: Checkpoint, request: FormatRequest, *, added: bool) -> str:
+        return f"{ckpt.name}-{request.info.variant}.gguf"
+
+    def prepare(self, ctx: ConvertContext) -> None:
+        pass
+
+    def build(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, reference: Artifact | None) -> dict[str, Any]:
+        name = final_name(tmp)
+        if reference is not None and request.info.quantized:
+            ctx.progress.start(f"quantizing {name}")
+            quantize(reference.path, tmp, request.info.variant, n_threads=ctx.n_threads or os.cpu_count() or 1)
+            return dict(ctx.state["writer"])
+        ctx.progress.start(f"writing {name}", total=len(ctx.ckpt.tensor_names()))
+        info = write_gguf(ctx.ckpt, tmp, request.info.variant, name=ctx.ckpt.name,
+                          on_tensor=lambda i, n, t: ctx.progress.update(i, description=f"writing {name}: {t}"))
+        ctx.state.setdefault("writer", info)
+        return dict(ctx.state["writer"])
+
+    def verify(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, *, strict: bool) -> Checked:
+        if not strict:  # the reference is checked against transformers; every other type is measured by `edge bench`
+            return Checked(None)
+        ctx.progress.start("verifying against transformers")
+        result = verify_gguf(ctx.ckpt.path, tmp, ctx.text, n_threads=ctx.n_threads)
+        require(result, tmp)
+        return Checked(result.to_json(), f"verified: {result.summary()}")
+
+    def describe(self, ctx: ConvertContext, request: FormatRequest, path: Path) -> Description:
+        facts = gguf_facts(path)
+        return Description({"tensor_types": facts["tensor_types"], "file_type": facts["file_type"]},
+                           bits_per_weight=facts["bits_per_weight"], parameter_count=facts["parameter_count"])
 
 
-def _manifest(path: Path, variant: str, ckpt: Checkpoint, source: dict, reference: dict | None,
-              verification: dict | None, details: dict, progress: Progress) -> Manifest:
-    size = path.stat().st_size
-    progress.start(f"sha256 {path.name}", total=size)
-    digest = sha256_file(path, on_bytes=lambda n: progress.update(advance=n))
-    facts = gguf_facts(path)
-    m = Manifest(
-        format=f"gguf:{variant}", family=FAMILY, variant=variant, artifact=path.name, size_bytes=size,
-        sha256=digest, bits_per_weight=round(facts["bits_per_weight"], 4), parameter_count=facts["parameter_count"],
-        source=source, tools=tool_versions(*TOOLS), reference=reference, verification=verification,
-        details={**details, "tensor_types": facts["tensor_types"], "file_type": facts["file_type"]})
-    write_manifest(path, m)
-    return m
-
-
-def convert(ckpt: Checkpoint, requests: list[FormatRequest], out_dir: Path, *, source: dict, text: str,
-            verify: bool = True, n_threads: int | None = None, progress: Progress = NULL) -> list[Manifest]:
-    check(ckpt)
-    ref_variant, ref_asked = reference_variant(requests)
-    stem = ckpt.name
-    ref_path = out_dir / f"{stem}-{ref_variant}.gguf"
-    manifests: list[Manifest] = []
-
-    progress.start(f"writing {ref_path.name}", total=len(ckpt.tensor_names()))
-    with atomic_path(ref_path) as tmp:
-        info = write_gguf(ckpt, tmp, ref_variant, name=stem,
-                          on_tensor=lambda i, n, name: progress.update(i, description=f"writing {ref_path.name}: {name}"))
-        verification = None
-        if verify:
-            progress.start(f"verifying {ref_path.name} against transformers")
-            result = verify_gguf(ckpt.path, tmp, text, n_threads=n_threads)
-            progress.note(f"verified {ref_path.name}: {result.summary()}")
-            require(result, ref_path)
-            verification = result.to_json()
-    if not ref_asked:
-        progress.note(f"also wrote {ref_path.name}: the verified reference that quantized types are made from "
-                      "and that `edge bench` measures KL divergence against")
-    ref = _manifest(ref_path, ref_variant, ckpt, source, None, verification, info, progress)
-    manifests.append(ref)
-    ref_link = {"artifact": ref.artifact, "sha256": ref.sha256, "format": ref.format}
-
-    for req in requests:
-        variant = req.info.variant
-        if variant == ref_variant:
-            continue
-        path = out_dir / f"{stem}-{variant}.gguf"
-        progress.start(f"{'quantizing' if req.info.quantized else 'writing'} {path.name}")
-        with atomic_path(path) as tmp:
-            if req.info.quantized:
-                quantize(ref_path, tmp, variant, n_threads=n_threads or os.cpu_count() or 1)
-            else:
-                write_gguf(ckpt, tmp, variant, name=stem)
-        manifests.append(_manifest(path, variant, ckpt, source, ref_link, None, info, progress))
-    return manifests
-
-
-__all__ = ["check", "convert"]
-
-
-CONVERTER = SimpleNamespace(check=check, convert=convert)  # interim: replaced by the shared convert driver
+CONVERTER = GgufConverter()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gguf
 
+from converters.gguf import FAMILY
 from converters.gguf.tables import VARIANTS
 from edge.core.errors import ArtifactError
 from edge.core.manifest import Manifest
@@ -23,18 +24,25 @@ def gguf_facts(path: Path) -> dict:
     except (ValueError, OSError, IndexError, KeyError) as exc:
         raise ArtifactError(f"{path}: not a readable GGUF file ({exc})") from None
     n_params = sum(int(t.n_elements) for t in reader.tensors)
+
+    def field(key: str):
+        f = reader.fields.get(key)
+        return None if f is None else f.contents()
+
     n_bytes = sum(int(t.n_bytes) for t in reader.tensors)
     types = Counter(t.tensor_type.name for t in reader.tensors)
-    ftype = reader.fields.get("general.file_type")
-    arch = reader.fields.get("general.architecture")
-    name = reader.fields.get("general.name")
+    arch, ftype = field("general.architecture"), field("general.file_type")
+    n_embd, n_head = field(f"{arch}.embedding_length"), field(f"{arch}.attention.head_count")
     return {
-        "name": name.contents() if name else None,
+        "name": field("general.name"),
         "parameter_count": n_params,
         "bits_per_weight": 8.0 * n_bytes / max(n_params, 1),
         "tensor_types": dict(sorted(types.items())),
-        "file_type": int(ftype.contents()) if ftype else None,
-        "gguf_arch": arch.contents() if arch else None,
+        "file_type": None if ftype is None else int(ftype),
+        "gguf_arch": arch,
+        "shape": {"layers": field(f"{arch}.block_count"), "kv_heads": field(f"{arch}.attention.head_count_kv") or n_head,
+                  "head_dim": field(f"{arch}.attention.key_length") or (n_embd // n_head if n_embd and n_head else None),
+                  "hidden": n_embd},
     }
 
 
@@ -54,4 +62,5 @@ def foreign_manifest(path: Path, digest: str) -> Manifest:
         source={"name": facts["name"] or "unknown", "path": None, "content_sha256": None},
         tools=tool_versions("gguf"), reference=None,
         details={"derived": "no manifest beside the file; facts read from its GGUF metadata",
-                 "tensor_types": facts["tensor_types"]})
+                 "tensor_types": facts["tensor_types"]},
+        model={**facts["shape"], "kv_bytes": FAMILY.kv_bytes})

@@ -20,6 +20,7 @@ import numpy as np
 from converters.gguf.tables import ARCHITECTURES, ArchSpec
 from converters.gguf.vocab import add_vocab
 from edge.core.checkpoint import Checkpoint
+from edge.core.hfconfig import Hparams
 from edge.core.errors import ConversionError, UnsupportedArchitectureError
 
 SKIP_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -40,43 +41,6 @@ def arch_spec(architecture: str) -> ArchSpec:
 def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """HF stores q/k rows in rotate-half order; llama.cpp's LLAMA rope wants them interleaved."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-@dataclass
-class Hparams:
-    n_layer: int
-    n_embd: int
-    n_ff: int
-    n_head: int
-    n_head_kv: int
-    head_dim: int
-    n_ctx: int
-    n_vocab: int
-    rms_eps: float
-    rope_theta: float
-    rope: dict[str, Any]
-    tied: bool
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> Hparams:
-        try:
-            n_head = int(cfg["num_attention_heads"])
-            n_embd = int(cfg["hidden_size"])
-            rope = {**(cfg.get("rope_scaling") or {}), **(cfg.get("rope_parameters") or {})}
-            return cls(
-                n_layer=int(cfg["num_hidden_layers"]), n_embd=n_embd, n_ff=int(cfg["intermediate_size"]),
-                n_head=n_head, n_head_kv=int(cfg.get("num_key_value_heads") or n_head),
-                head_dim=int(cfg.get("head_dim") or n_embd // n_head),
-                n_ctx=int(cfg.get("max_position_embeddings", 2048)), n_vocab=int(cfg["vocab_size"]),
-                rms_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-                rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
-                rope=rope, tied=bool(cfg.get("tie_word_embeddings", False)))
-        except KeyError as exc:
-            raise ConversionError(f"config.json lacks {exc.args[0]!r}") from None
-
-    @property
-    def rope_type(self) -> str:
-        return str(self.rope.get("rope_type") or self.rope.get("type") or "default")
 
 
 def llama3_rope_factors(hp: Hparams) -> np.ndarray:
@@ -189,7 +153,7 @@ def write_gguf(ckpt: Checkpoint, out_path: Path, outtype: str, *, name: str,
                on_tensor: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Write ``ckpt`` as an unquantized GGUF at ``out_path`` (the caller handles temp names)."""
     spec = arch_spec(ckpt.architecture)
-    hp = Hparams.from_config(ckpt.config)
+    hp = ckpt.hparams
     arch = getattr(gguf.MODEL_ARCH, spec.gguf_arch)
     writer = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[arch])
     writer.add_type(gguf.GGUFType.MODEL)

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.core.errors import CheckpointError
 from edge.core.hashing import iter_file
+from edge.core.hfconfig import Hparams
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json")
 SIDE_FILES = ("config.json", "generation_config.json", *TOKENIZER_FILES)
@@ -45,6 +46,7 @@ class Checkpoint:
     _shapes: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _dtypes: dict[str, str] = field(default_factory=dict, repr=False)
     _pickled: dict[str, Any] | None = field(default=None, repr=False)
+    _hparams: Hparams | None = field(default=None, repr=False)
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -118,6 +120,13 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def hparams(self) -> Hparams:
+        """config.json read once, by the one reader every family uses (``edge.core.hfconfig``)."""
+        if self._hparams is None:
+            self._hparams = Hparams.from_config(self.config)
+        return self._hparams
 
     @property
     def architecture(self) -> str:

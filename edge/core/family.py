@@ -38,6 +38,68 @@ class NativeSession(Protocol):
     def cooling(self) -> dict[str, Any]: ...
 
 
+@dataclass
+class ConvertContext:
+    """What the convert driver hands a family's converter for one checkpoint: the checkpoint, where to
+    write, the verification text, settings, progress, a scratch folder removed afterwards, and ``state``
+    for what the family keeps between its artifacts (a tokenizer file written once, a builder cache)."""
+
+    ckpt: Any                      # edge.core.checkpoint.Checkpoint
+    out_dir: Path
+    text: str
+    verify: bool
+    n_threads: int | None
+    progress: Any                  # edge.core.progress.Progress
+    scratch: Path
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Checked:
+    """A verification: the record the manifest keeps (None: not verified) and its one-line summary."""
+
+    record: dict[str, Any] | None
+    summary: str = ""
+
+
+@dataclass
+class Description:
+    """What a family reads back from a finished artifact for its manifest; None leaves the driver's
+    default (parameters of the source checkpoint; bits per weight = 8 × size / parameters)."""
+
+    details: dict[str, Any] = field(default_factory=dict)
+    bits_per_weight: float | None = None
+    parameter_count: int | None = None
+
+
+class Converter(Protocol):
+    """A family's part of ``edge convert``; ``edge.convert.convert`` drives it: plan (``check``,
+    ``reference_for``), then per artifact ``build`` → ``verify`` into a temporary path, moved into place
+    only when both succeed, then ``describe`` → manifest (with the reference link)."""
+
+    def check(self, ckpt: Any, requests: list[Any]) -> None:
+        """Refuse an unsupported checkpoint or parameter before anything is written."""
+
+    def reference_for(self, ckpt: Any, requests: list[Any]) -> tuple[Any, bool]:
+        """The request for the family's float reference, and whether the user asked for it."""
+
+    def file_name(self, ckpt: Any, request: Any, *, added: bool) -> str:
+        """The artifact's name in the output folder (``added``: a reference nobody asked for)."""
+
+    def prepare(self, ctx: ConvertContext) -> None:
+        """Write what every artifact of the family needs beside it, once, before the first build."""
+
+    def build(self, ctx: ConvertContext, request: Any, tmp: Path, reference: Any | None) -> dict[str, Any]:
+        """Make the artifact at ``tmp`` (``reference``: the family's reference ``Artifact``, already
+        written, for every other request); return what its manifest's details should hold."""
+
+    def verify(self, ctx: ConvertContext, request: Any, tmp: Path, *, strict: bool) -> Checked:
+        """Check the artifact against transformers (``strict``: raise VerificationError below the thresholds)."""
+
+    def describe(self, ctx: ConvertContext, request: Any, path: Path) -> Description:
+        """Facts read from the finished artifact for its manifest."""
+
+
 @dataclass(frozen=True)
 class Param:
     """A parameter a variant takes after ``?`` (``executorch:8da4w?group=32``)."""

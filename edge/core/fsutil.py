@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,22 +24,39 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
+def final_name(tmp: Path) -> str:
+    """The name an ``atomic_path`` temporary will have once in place (for messages)."""
+    name = tmp.name
+    return name[1:name.rindex(".partial-")] if name.startswith(".") and ".partial-" in name else name
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``final``; rename it into place only if the block succeeds."""
+    """Yield a temporary sibling of ``final`` (to be written as a file or a folder); move it into place,
+    replacing an older ``final``, only if the block succeeds."""
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    _remove(tmp)
     try:
         yield tmp
+        if tmp.is_dir() and final.exists():
+            _remove(final)
         os.replace(tmp, final)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         if exc.errno == errno.ENOSPC:
             raise OutputError(f"disk full while writing {final}") from None
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise OutputError(f"cannot write {final}: {exc.strerror}") from None
         raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
 
 

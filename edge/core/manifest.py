@@ -1,7 +1,8 @@
 """The manifest written beside every artifact (``<artifact>.manifest.json``).
 
 It is the only place downstream code learns what an artifact is: its format, source checkpoint,
-size, bits per weight, sha256, reference artifact and tool versions. Nothing parses file names.
+size, bits per weight, sha256, reference artifact, tool versions and the model's shape (what the decode
+roofline needs). Nothing parses file names, and nothing downstream needs the source checkpoint.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Manifest:
     reference: dict[str, Any] | None = None   # artifact/sha256/format of the unquantized baseline; None for itself
     verification: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None       # layers, kv_heads, head_dim, hidden, vocab, kv_bytes (the roofline's input)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema: int = SCHEMA
 

@@ -1,7 +1,7 @@
 """Does an artifact reproduce its Hugging Face model? Checked against transformers itself.
 
 Runtime-independent: a runtime hands over a model object with ``tokenize``, ``greedy``, ``clear``
-and ``decode`` (the interface of ``converters.gguf.runtime.LlamaModel``), and three checks run on
+and ``decode`` (``edge.measure.runtime.Runtime``), and three checks run on
 the same token ids: the tokenizers agree on a text sample; greedy decoding of a short prompt gives
 the same first ``n_greedy`` tokens; teacher-forced top-1 tokens agree on ``n_positions`` positions.
 """
@@ -15,8 +15,22 @@ from typing import Any
 import numpy as np
 
 from edge.core.errors import VerificationError
+from edge.core.fsutil import final_name
 
 PROMPT = "The capital of France is"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a family's float reference must reproduce of its Hugging Face model (one table for every family)."""
+
+    n_greedy: int = 16            # leading greedy tokens identical to transformers'
+    n_positions: int = 256        # teacher-forced positions compared
+    min_top1: float = 0.99        # share of those whose argmax agrees
+    ppl_rel_tol: float = 0.005    # |PPL / transformers' PPL - 1|, for runtimes checked on perplexity (ONNX)
+
+
+THRESHOLDS = Thresholds()
 
 
 @dataclass
@@ -79,8 +93,9 @@ def _first_difference(a: list[int], b: list[int]) -> int | None:
     return at
 
 
-def compare(checkpoint: Path, model: Any, text: str, *, n_greedy: int = 16, n_positions: int = 256,
-            min_greedy: int | None = None, min_top1: float | None = 0.99, hf: tuple | None = None) -> Verification:
+def compare(checkpoint: Path, model: Any, text: str, *, n_greedy: int = THRESHOLDS.n_greedy,
+            n_positions: int = THRESHOLDS.n_positions, min_greedy: int | None = None,
+            min_top1: float | None = THRESHOLDS.min_top1, hf: tuple | None = None) -> Verification:
     """Compare a loaded runtime model with transformers; ``passed`` applies the thresholds given
     (None: no threshold, the figures are recorded only). ``hf``: what ``load_hf`` returned, if loaded."""
     tok, hf = hf or load_hf(checkpoint)
@@ -108,7 +123,7 @@ def compare(checkpoint: Path, model: Any, text: str, *, n_greedy: int = 16, n_po
 
 def require(result: Verification, artifact: Path) -> None:
     if not result.passed:
-        raise VerificationError(f"{artifact.name} does not reproduce the Hugging Face model: {result.summary()}")
+        raise VerificationError(f"{final_name(artifact)} does not reproduce the Hugging Face model: {result.summary()}")
 
 
 def hf_perplexity(checkpoint_or_model: Any, tokens: list[int], n_ctx: int, chunks: int, bos: int | None) -> float:

@@ -1,0 +1,51 @@
+"""The one reader of a Hugging Face ``config.json``: the model's shape and hyper-parameters, for every
+family's converter and for the manifest (what the roofline reads later, without the checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edge.core.errors import ConversionError
+
+
+@dataclass
+class Hparams:
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_ctx: int
+    n_vocab: int
+    rms_eps: float
+    rope_theta: float
+    rope: dict[str, Any]
+    tied: bool
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Hparams:
+        try:
+            n_head = int(cfg["num_attention_heads"])
+            n_embd = int(cfg["hidden_size"])
+            rope = {**(cfg.get("rope_scaling") or {}), **(cfg.get("rope_parameters") or {})}
+            return cls(
+                n_layer=int(cfg["num_hidden_layers"]), n_embd=n_embd, n_ff=int(cfg["intermediate_size"]),
+                n_head=n_head, n_head_kv=int(cfg.get("num_key_value_heads") or n_head),
+                head_dim=int(cfg.get("head_dim") or n_embd // n_head),
+                n_ctx=int(cfg.get("max_position_embeddings", 2048)), n_vocab=int(cfg["vocab_size"]),
+                rms_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+                rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
+                rope=rope, tied=bool(cfg.get("tie_word_embeddings", False)))
+        except KeyError as exc:
+            raise ConversionError(f"config.json lacks {exc.args[0]!r}") from None
+
+    @property
+    def rope_type(self) -> str:
+        return str(self.rope.get("rope_type") or self.rope.get("type") or "default")
+
+    def shape(self) -> dict[str, int]:
+        """What a manifest records of the model's shape: enough to size its KV cache."""
+        return {"layers": self.n_layer, "kv_heads": self.n_head_kv, "head_dim": self.head_dim,
+                "hidden": self.n_embd, "vocab": self.n_vocab}
