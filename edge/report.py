@@ -14,10 +14,12 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from edge.core.errors import EdgeError
+from edge.core.errors import EdgeError, OutputError
 from edge.core.registry import Registry
+from edge.metrics import METRICS
 from edge.store import Result
 
 
@@ -76,18 +78,39 @@ def flags(r: Result) -> list[str]:
     return out
 
 
-# (key, header, cell text) — one column a line; the header may name the protocol sizes
+# the cell formatters the metrics table names, each (row, the metric's key) → text
+CELLS: dict[str, Callable[[Result, str], str]] = {
+    "mib": lambda r, k: _mib(getattr(r, k)),
+    "pm": lambda r, k: _pm(getattr(r, k), getattr(r, f"{k}_std")),
+    "roof": lambda r, k: _roof(r),
+    "pct": lambda r, k: "" if getattr(r, k) is None else f"{100 * getattr(r, k):.2f}",
+}
+
+
+def _cell(key: str, name: str) -> Callable[[Result], str]:
+    if name in CELLS:
+        return lambda r: CELLS[name](r, key)
+    return lambda r: "" if getattr(r, key) is None else format(getattr(r, key), name)  # a format spec
+
+
+def _header(text: str) -> Callable[[Result], str]:
+    return lambda r: text.format_map(vars(r))  # a header may name the row's fields: "pp{n_prompt} t/s"
+
+
+# (key, header, cell text) of the human table's columns, in the metrics table's column order
+_SHOWN = sorted((m for m in METRICS if m.column), key=lambda m: m.column[0])
 COLUMNS: list[tuple[str, Callable[[Result], str], Callable[[Result], str]]] = [
-    ("size_mib", lambda r: "size MiB", lambda r: _mib(r.size_bytes)),
-    ("bpw", lambda r: "bpw", lambda r: "" if r.bits_per_weight is None else f"{r.bits_per_weight:.2f}"),
-    ("pp_tps", lambda r: f"pp{r.n_prompt} t/s", lambda r: _pm(r.pp_tps, r.pp_tps_std)),
-    ("tg_tps", lambda r: f"tg{r.n_gen} t/s", lambda r: _pm(r.tg_tps, r.tg_tps_std)),
-    ("peak_mib", lambda r: "peak MiB", lambda r: _mib(r.peak_rss_bytes)),
-    ("decode_gbs", lambda r: "decode GB/s (% bw)", _roof),
-    ("ppl", lambda r: "PPL", lambda r: "" if r.ppl is None else f"{r.ppl:.3f}"),
-    ("kld", lambda r: "KLD", lambda r: "" if r.kld_mean is None else f"{r.kld_mean:.5f}"),
-    ("same_top", lambda r: "same-top %", lambda r: "" if r.same_top is None else f"{100 * r.same_top:.2f}"),
-]
+    (m.column[1], _header(m.column[2]), _cell(m.key, m.column[3])) for m in _SHOWN]
+
+RECORD_KEYS = [m.key for m in METRICS if m.has("export")]  # the CSV/JSON records' stored fields, in order
+_DERIVED_AT = RECORD_KEYS.index("membw_gbs") + 1  # the computed fields follow the bandwidth
+
+
+def _derived(r: Result) -> dict[str, Any]:
+    cond = r.conditions or {}
+    return {"pct_of_membw": pct_of_membw(r), "flags": "; ".join(flags(r)),
+            "max_temp_c_before": (cond.get("before") or {}).get("max_temp_c"),
+            "max_temp_c_after": (cond.get("after") or {}).get("max_temp_c")}
 
 
 def build_matrices(results: list[Result]) -> list[Matrix]:
@@ -115,18 +138,8 @@ def _records(m: Matrix) -> list[dict[str, Any]]:
             r = m.cells.get((f, d))
             if r is None:
                 continue
-            rows.append({"model": m.model, "dataset": m.dataset, "format": f, "device": d,
-                         "size_bytes": r.size_bytes, "bits_per_weight": r.bits_per_weight, "threads": r.threads,
-                         "load_s": r.load_s, "n_prompt": r.n_prompt, "pp_tps": r.pp_tps, "pp_tps_std": r.pp_tps_std,
-                         "n_gen": r.n_gen, "tg_tps": r.tg_tps, "tg_tps_std": r.tg_tps_std, "ttft_s": r.ttft_s,
-                         "peak_rss_bytes": r.peak_rss_bytes, "ppl": r.ppl, "ppl_unc": r.ppl_unc,
-                         "kld_mean": r.kld_mean, "same_top": r.same_top, "delta_p_mean": r.delta_p_mean,
-                         "delta_p_rms": r.delta_p_rms, "decode_gbs": r.decode_gbs, "membw_gbs": r.membw_gbs,
-                         "pct_of_membw": pct_of_membw(r),
-                         "flags": "; ".join(flags(r)),
-                         "max_temp_c_before": ((r.conditions or {}).get("before") or {}).get("max_temp_c"),
-                         "max_temp_c_after": ((r.conditions or {}).get("after") or {}).get("max_temp_c"),
-                         "artifact_sha256": r.artifact_sha256, "created_at": r.created_at})
+            rows.append({**{k: getattr(r, k) for k in RECORD_KEYS[:_DERIVED_AT]}, **_derived(r),
+                         **{k: getattr(r, k) for k in RECORD_KEYS[_DERIVED_AT:]}})
     return rows
 
 
@@ -196,3 +209,21 @@ def report(results: list[Result], fmt: str = "table") -> Any:
     if not results:
         raise EdgeError("the results store is empty: run `edge bench ARTIFACT...` first (or `edge demo`)")
     return renderer(build_matrices(results))
+
+
+def write_report(rendered: Any, output: Path) -> None:
+    """Write what ``report`` rendered (text, or a rich renderable drawn 200 columns wide) to ``output``,
+    atomically: the file appears whole or not at all."""
+    from edge.core.fsutil import atomic_path
+
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise OutputError(f"cannot write {output}: no folder {output.parent}")
+    with atomic_path(output) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            if isinstance(rendered, str):
+                fh.write(rendered)
+            else:
+                from rich.console import Console
+
+                Console(file=fh, width=200).print(rendered)

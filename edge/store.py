@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edge.core.errors import StoreError
+from edge.metrics import METRICS, Metric
 from edge.migrations import MIGRATIONS
 from edge.core.paths import default_store
 
@@ -35,53 +36,24 @@ class Run:
     id: int | None = None
 
 
-@dataclass
-class Result:
-    run_id: int
-    device: str
-    model: str
-    format: str
-    artifact_path: str
-    artifact_sha256: str
-    size_bytes: int
-    source_sha256: str | None = None
-    reference_sha256: str | None = None
-    bits_per_weight: float | None = None
-    parameter_count: int | None = None
-    threads: int | None = None
-    reps: int | None = None
-    n_prompt: int | None = None
-    n_gen: int | None = None
-    load_s: float | None = None
-    pp_tps: float | None = None
-    pp_tps_std: float | None = None
-    tg_tps: float | None = None
-    tg_tps_std: float | None = None
-    ttft_s: float | None = None
-    ttft_s_std: float | None = None
-    peak_rss_bytes: int | None = None
-    dataset: str | None = None
-    dataset_sha256: str | None = None
-    ctx: int | None = None
-    chunks: int | None = None
-    ppl: float | None = None
-    ppl_unc: float | None = None
-    kld_mean: float | None = None
-    kld_unc: float | None = None
-    same_top: float | None = None
-    delta_p_mean: float | None = None
-    delta_p_rms: float | None = None
-    quality: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
-    config_sha256: str | None = None          # the protocol settings and device mode the row was measured with
-    conditions: dict[str, Any] = field(default_factory=dict)   # temperatures, governor, battery before/after
-    membw_gbs: float | None = None            # the device's measured memory bandwidth
-    decode_gbs: float | None = None           # roofline: weight + KV bytes read per generated token × tg t/s
-    created_at: str = field(default_factory=now)
-    id: int | None = None
+_PY_TYPES = {"TEXT": str, "INTEGER": int, "REAL": float}
 
 
-_JSON_COLUMNS = {"device_facts", "config", "tools", "quality", "raw", "conditions"}
+def _result_field(m: Metric) -> tuple[str, Any, Any]:
+    if m.has("json"):
+        return m.key, dict[str, Any], field(default_factory=dict)
+    typ = _PY_TYPES[m.sql.split()[0]]
+    if m.has("stamp"):
+        return m.key, typ, field(default_factory=now)
+    return (m.key, typ, field()) if m.required else (m.key, typ | None, field(default=None))
+
+
+# one row of the results table, made from edge.metrics (the fields a Result must be given come first)
+Result = make_dataclass("Result", [_result_field(m) for m in sorted(METRICS, key=lambda m: not m.required)]
+                        + [("id", int | None, field(default=None))])
+Result.__module__ = __name__
+
+_JSON_COLUMNS = {"device_facts", "config", "tools"} | {m.key for m in METRICS if m.has("json")}
 
 
 def _encode(obj: Any) -> dict[str, Any]:

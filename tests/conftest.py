@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from checkpoints import make_checkpoint  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _isolated_store(tmp_path, monkeypatch):
-    """Every test gets its own results store; the demo checkpoint cache stays shared (built once)."""
+    """Every test gets its own results store and data dir; edge's cache (the demo checkpoint, built once)
+    is the session's own (set in pytest_configure)."""
     monkeypatch.setenv("EDGE_STORE", str(tmp_path / "results.sqlite"))
     monkeypatch.setenv("EDGE_HOME", str(tmp_path / "edge-home"))
 
@@ -52,6 +54,14 @@ def demo_ckpt():
 
 def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # edge's cache (the demo checkpoint, measured bandwidths) is the session's own, not the user's
+    os.environ["EDGE_CACHE"] = tempfile.mkdtemp(prefix="edge-test-cache-")
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    shutil.rmtree(os.environ.get("EDGE_CACHE", ""), ignore_errors=True)
 
 
 _TOOLS_BUILD: dict = {}

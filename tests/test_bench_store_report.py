@@ -145,3 +145,19 @@ def test_named_corpus_and_own_text(tiny_artifacts, tmp_path):
     b = bench([tiny_artifacts["f16"]], config=cfg, dataset=str(own), store=store)[0]
     assert (a.dataset, b.dataset) == ("code", "mine.txt") and a.ppl != b.ppl
     assert "wiki" in DATASETS and len(build_matrices(store.results())) == 2  # one matrix per text
+
+
+def test_metrics_table_matches_the_migrations(tmp_path):
+    """edge.metrics is the results table: after every migration its columns and declared types are the
+    table's lines (plus id), and Result's fields are the table's keys (a line without a migration fails)."""
+    from dataclasses import fields
+
+    from edge.metrics import METRICS
+    from edge.store import Result
+
+    with Store(tmp_path / "s.sqlite") as s:
+        info = s.db.execute("PRAGMA table_info(results)").fetchall()
+    columns = {r["name"]: r["type"] + (" NOT NULL" if r["notnull"] else "") for r in info}
+    assert columns == {"id": "INTEGER", **{m.key: m.sql for m in METRICS}}
+    assert len(METRICS) == len({m.key for m in METRICS})
+    assert {f.name for f in fields(Result)} == {"id"} | {m.key for m in METRICS}

@@ -1,9 +1,13 @@
 """HF → GGUF on tiny random checkpoints of every supported architecture, run through llama.cpp."""
 
 import json
+from importlib import metadata
+from pathlib import Path
 
 import gguf
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
 from converters.gguf.convert import verify_gguf
 from converters.gguf.runtime import LlamaModel
@@ -46,7 +50,8 @@ def test_convert_every_architecture(tiny, tmp_path, arch, tok, kw, pre):
         assert read_manifest(path) == m
         assert m.sha256 == sha256_file(path) and m.size_bytes == path.stat().st_size
         assert m.source["architecture"] == json.loads((ckpt / "config.json").read_text())["architectures"][0]
-        assert m.tools["llama_cpp_python"] and m.tools["gguf"] == gguf.__version__ if hasattr(gguf, "__version__") else True
+        assert m.tools["llama_cpp_python"] == metadata.version("llama_cpp_python")
+        assert m.tools["gguf"] == metadata.version("gguf")
     assert by["f32"].bits_per_weight == pytest.approx(32.0, abs=0.01)
     assert by["q4_0"].bits_per_weight < by["q8_0"].bits_per_weight < 16
     assert not list(tmp_path.glob(".*partial*"))
@@ -60,10 +65,17 @@ def test_convert_every_architecture(tiny, tmp_path, arch, tok, kw, pre):
         assert "rope_freqs.weight" in names
     if arch == "qwen3":
         assert "blk.0.attn_q_norm.weight" in names
-    # every artifact runs in llama.cpp and greedy decoding of the F32 file equals transformers'
+    # every artifact runs in llama.cpp, and greedy decoding of the F32 file equals transformers' own generate()
+    hf = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32).eval()
+    with torch.inference_mode():
+        expected = hf.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False, min_new_tokens=4,
+                               eos_token_id=None, pad_token_id=0)[0, 3:].tolist()
     for m in manifests:
-        with LlamaModel(tmp_path / m.artifact) as llm:
-            assert len(llm.greedy([1, 2, 3], 4)) == 4
+        with LlamaModel(tmp_path / m.artifact, f32_kv_cache=m.variant == "f32") as llm:  # exact attention for f32
+            got = llm.greedy([1, 2, 3], 4)
+            assert all(0 <= t < llm.n_vocab for t in got)
+            if m.variant == "f32":
+                assert got == expected
 
 
 def test_k_quants_on_256_aligned_rows(tiny, tmp_path):
@@ -109,3 +121,21 @@ def test_sharded_bf16_checkpoint(tiny, tmp_path):
     assert [m.format for m in manifests] == ["gguf:f32", "gguf:bf16"]
     assert manifests[0].verification["passed"]
     assert manifests[1].details["tensor_types"]["BF16"] > 0 and manifests[1].bits_per_weight < 17
+
+
+def test_cli_convert_prints_the_paths_it_wrote(tiny, tmp_path, monkeypatch):
+    """`edge convert .` inside the checkpoint folder: the paths printed are the files written."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    ckpt = tmp_path / "my-model"
+    shutil.copytree(tiny("llama", "bpe"), ckpt)
+    monkeypatch.chdir(ckpt)
+    r = CliRunner().invoke(app, ["convert", ".", "-f", "gguf:q8_0"])
+    assert r.exit_code == 0, r.output
+    printed = [line.split()[-1] for line in r.output.splitlines() if line.startswith("gguf:")]
+    assert len(printed) == 2 and all((ckpt / p).is_file() for p in printed), r.output
+    assert {Path(p).name for p in printed} == {"my-model-f16.gguf", "my-model-q8_0.gguf"}

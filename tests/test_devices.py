@@ -21,7 +21,7 @@ from device_bench.config import load_specs
 from device_bench.devices import get_device
 from device_bench.remote import RemoteDevice
 from device_bench.transports import AdbTransport
-from edge.bench import BenchConfig, _cpus, bench
+from edge.bench import BenchConfig, bench, pinned_cpus
 from edge.cli import app
 from edge.core.errors import DeviceError, UnknownNameError
 from edge.core.progress import Progress
@@ -58,7 +58,7 @@ def test_android_facts_from_probe_sections():
     assert f["battery"] == {"status": "charging", "plugged": ["USB"], "level_pct": 78, "temperature_c": 31.2}
     assert f["disk_free_bytes"] == 53790180 * 1024
     # --cores big on this phone: the fastest cluster only
-    assert _cpus(BenchConfig(cores="big"), f) == [8] and _cpus(BenchConfig(), f) is None
+    assert pinned_cpus(BenchConfig(cores="big"), f) == [8] and pinned_cpus(BenchConfig(), f) is None
 
 
 def test_proc_status_adb_devices_and_idle():
@@ -307,7 +307,7 @@ def test_artifact_larger_than_the_devices_free_ram_is_refused_with_numbers(tiny_
                 bench([tiny_artifacts["f16"]], devices=["small-board"], config=CFG, store=st)
             assert st.results() == [] and st.runs() == []
     finally:
-        DEVICES._items.pop("small-board")
+        DEVICES.unregister("small-board")
 
 
 def test_onnx_folders_in_agent_mode(sshd, devices_file, tiny, tmp_path):

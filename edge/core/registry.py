@@ -41,6 +41,10 @@ class Registry(Generic[T]):
         self._items[key] = item
         return item
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (a plugin registered for a while, e.g. by a test)."""
+        self._items.pop(name.strip().lower(), None)
+
     def register_lazy(self, name: str, target: str) -> None:
         """Register ``"package.module:attr"``, imported the first time the entry is looked up."""
         self.register(name, _Lazy(target))  # type: ignore[arg-type]
