@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edge.core.errors import ArtifactError
 from edge.core.family import FAMILIES, family_of
-from edge.core.hashing import folder_digest, sha256_file
+from edge.core.hashing import artifact_digest, sha256_file, tree_size
 from edge.core.manifest import Artifact, Manifest, manifest_path, read_manifest
 from edge.core.progress import NULL, Progress
 
@@ -26,15 +26,6 @@ def _not_recognised(p: Path, manifest: Manifest | None) -> ArtifactError:
     return ArtifactError(f"{p} is neither {' nor '.join(nouns)}{kind}: no magic bytes of any")
 
 
-def _digest(p: Path, progress: Progress) -> tuple[str, int]:
-    if p.is_dir():
-        progress.start(f"checking {p.name}")
-        return folder_digest(p)
-    size = p.stat().st_size
-    progress.start(f"checking {p.name}", total=size)
-    return sha256_file(p, on_bytes=lambda n: progress.update(advance=n)), size
-
-
 def open_artifact(path: str | Path, progress: Progress = NULL) -> Artifact:
     p = Path(path).expanduser()
     if not p.exists():
@@ -48,7 +39,8 @@ def open_artifact(path: str | Path, progress: Progress = NULL) -> Artifact:
                             f"{family.title} artifacts that `edge convert` wrote (the manifest says what they need)")
     if manifest is not None and manifest.family != family.name:
         raise ArtifactError(f"{p} is {family.noun} but its manifest says {manifest.format}")
-    digest, size = _digest(p, progress)
+    progress.start(f"checking {p.name}", total=tree_size(p))
+    digest, size = artifact_digest(p, on_bytes=lambda n: progress.update(advance=n))
     if manifest is None:
         manifest = family.load("foreign")(p, digest)
     elif manifest.sha256 != digest or manifest.size_bytes != size:

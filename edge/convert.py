@@ -20,7 +20,7 @@ from edge.core.errors import OutputError
 from edge.core.family import FAMILIES, ConvertContext, Converter, Family
 from edge.core.formats import FormatRequest, parse_formats
 from edge.core.fsutil import atomic_path, ensure_writable_dir
-from edge.core.hashing import folder_digest, sha256_file
+from edge.core.hashing import artifact_digest, tree_size
 from edge.core.manifest import Artifact, Manifest, write_manifest
 from edge.core.progress import NULL, Progress
 from edge.core.versions import tool_versions
@@ -91,18 +91,10 @@ def _convert_family(family: Family, conv: Converter, ctx: ConvertContext, reques
     return out
 
 
-def _digest(path: Path, progress: Progress) -> tuple[str, int]:
-    if path.is_dir():
-        progress.start(f"sha256 {path.name}")
-        return folder_digest(path)
-    size = path.stat().st_size
-    progress.start(f"sha256 {path.name}", total=size)
-    return sha256_file(path, on_bytes=lambda n: progress.update(advance=n)), size
-
-
 def _manifest(family: Family, conv: Converter, ctx: ConvertContext, req: FormatRequest, path: Path, source: dict,
               details: dict, verification: dict | None, reference: Artifact | None) -> Manifest:
-    digest, size = _digest(path, ctx.progress)
+    ctx.progress.start(f"sha256 {path.name}", total=tree_size(path))
+    digest, size = artifact_digest(path, on_bytes=lambda n: ctx.progress.update(advance=n))
     desc = conv.describe(ctx, req, path)
     n_params = desc.parameter_count or ctx.ckpt.parameter_count
     bpw = desc.bits_per_weight if desc.bits_per_weight is not None else 8.0 * size / max(n_params, 1)

@@ -39,16 +39,6 @@ def builder_options(req: FormatRequest, ckpt: Checkpoint) -> dict[str, str]:
     return opts
 
 
-def check(ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
-    if ckpt.architecture not in ARCHITECTURES:
-        raise UnsupportedArchitectureError(
-            f"architecture {ckpt.architecture} is not supported for ONNX (supported: {', '.join(ARCHITECTURES)})")
-    if not (ckpt.path / "tokenizer.json").exists():
-        raise ConversionError(f"{ckpt.name}: no tokenizer.json; onnxruntime-genai needs a fast Hugging Face tokenizer")
-    for req in requests:
-        builder_options(req, ckpt)
-
-
 def run_builder(ckpt: Checkpoint, precision: str, opts: dict[str, str], out: Path, cache: Path, name: str) -> None:
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(ckpt.path), "-o", str(out),
            "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", *(f"{k}={v}" for k, v in opts.items())]
@@ -59,10 +49,6 @@ def run_builder(ckpt: Checkpoint, precision: str, opts: dict[str, str], out: Pat
                  if ln.strip() and not ln.startswith(" ") and not ln.startswith("Traceback")]
         raise ConversionError(f"onnxruntime-genai's builder failed for {name}: "
                               f"{lines[-1] if lines else f'exit code {proc.returncode}'}")
-
-
-def file_name(stem: str, req: FormatRequest) -> str:
-    return f"{stem}-onnx-{req.info.variant}{req.file_suffix}"
 
 
 def float_tensors(folder: Path, min_elements: int = 1 << 20) -> dict[str, int]:
@@ -84,14 +70,20 @@ def float_tensors(folder: Path, min_elements: int = 1 << 20) -> dict[str, int]:
 
 class OnnxConverter:
     def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
-        check(ckpt, requests)
+        if ckpt.architecture not in ARCHITECTURES:
+            raise UnsupportedArchitectureError(
+                f"architecture {ckpt.architecture} is not supported for ONNX (supported: {', '.join(ARCHITECTURES)})")
+        if not (ckpt.path / "tokenizer.json").exists():
+            raise ConversionError(f"{ckpt.name}: no tokenizer.json; onnxruntime-genai needs a fast Hugging Face tokenizer")
+        for req in requests:
+            builder_options(req, ckpt)
 
     def reference_for(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> tuple[FormatRequest, bool]:
         fp32 = [r for r in requests if r.info.variant == REFERENCE]
         return (fp32[0], True) if fp32 else (parse_format(f"onnx:{REFERENCE}"), False)
 
     def file_name(self, ckpt: Checkpoint, request: FormatRequest, *, added: bool) -> str:
-        return file_name(ckpt.name, request)
+        return f"{ckpt.name}-onnx-{request.info.variant}{request.file_suffix}"
 
     def prepare(self, ctx: ConvertContext) -> None:
         pass
