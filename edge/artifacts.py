@@ -16,14 +16,13 @@ __all__ = ["Artifact", "open_artifact"]
 
 
 def _not_recognised(p: Path, manifest: Manifest | None) -> ArtifactError:
+    files = [f.noun for f in FAMILIES.values() if f.magic]
     if p.is_dir():
-        markers = " or ".join(f.folder_marker for f in FAMILIES.values() if f.folder_marker)
-        files = ", ".join(f.noun for f in FAMILIES.values() if f.magic)
-        return ArtifactError(f"{p} is a folder without {markers}: give an artifact file ({files}) or "
-                             f"{' or '.join(f.noun for f in FAMILIES.values() if f.folder_marker)}")
+        folders = [f for f in FAMILIES.values() if f.folder_marker]
+        return ArtifactError(f"{p} is a folder without {' or '.join(f.folder_marker for f in folders)}: give an "
+                             f"artifact file ({', '.join(files)}) or {' or '.join(f.noun for f in folders)}")
     kind = f" (its manifest says {manifest.format})" if manifest else ""
-    nouns = [f.noun for f in FAMILIES.values() if f.magic]
-    return ArtifactError(f"{p} is neither {' nor '.join(nouns)}{kind}: no magic bytes of any")
+    return ArtifactError(f"{p} is neither {' nor '.join(files)}{kind}: no magic bytes of any")
 
 
 def open_artifact(path: str | Path, progress: Progress = NULL) -> Artifact:

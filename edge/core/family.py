@@ -162,12 +162,6 @@ class Family:
                                               # elsewhere (no manifest beside them); None: refused
     notes: str = ""                           # one line for `edge formats`
 
-    def variant(self, name: str) -> Variant:
-        for v in self.variants:
-            if v.name == name:
-                return v
-        raise EdgeError(f"{self.name} has no variant {name!r}")
-
     def recognises(self, path: Path) -> bool:
         """Whether ``path`` is one of this family's artifacts, from its bytes or folder layout alone."""
         if path.is_dir():
