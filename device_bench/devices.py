@@ -1,6 +1,6 @@
 """Devices: where artifacts are measured. A registry, like formats; ``local`` is this machine.
 
-A device runs one job at a time in a fresh measuring process and returns the runner's JSON
+A device runs one job (``edge.core.jobs.Job``) at a time in a fresh measuring process and returns its ``JobResult``
 (see ``device_bench.runner``). Devices over SSH and adb (``device_bench.remote``, declared in
 devices.toml) have the same methods: facts, conditions, place (a file on the device), scratch, run_job.
 """
@@ -24,6 +24,7 @@ from device_bench.stream import OnEvent, stream_job
 from device_bench.sysinfo import facts_from_probe, local_facts, read_conditions, read_probe
 from device_bench.transports import LocalTransport
 from edge.core.errors import UnknownNameError
+from edge.core.jobs import Job, JobResult
 from edge.core.registry import Registry
 
 
@@ -39,7 +40,7 @@ class Device(Protocol):
 
     def scratch(self, name: str) -> str: ...
 
-    def run_job(self, job: dict[str, Any], on_event: OnEvent) -> dict[str, Any]: ...
+    def run_job(self, job: Job, on_event: OnEvent) -> JobResult: ...
 
 
 class LocalDevice:
@@ -73,7 +74,7 @@ class LocalDevice:
     def scratch(self, name: str) -> str:
         return str(self._scratch / name)
 
-    def run_job(self, job: dict[str, Any], on_event: OnEvent) -> dict[str, Any]:
+    def run_job(self, job: Job, on_event: OnEvent) -> JobResult:
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.Popen([sys.executable, "-m", "device_bench.runner"], stdin=subprocess.PIPE,

@@ -19,6 +19,7 @@ from device_bench.config import expand
 from device_bench.sysinfo import split_sections
 from edge.core.errors import BenchError, DeviceError
 from edge.core.family import FAMILIES
+from edge.core.jobs import Job, JobResult
 
 # ELF e_machine → the `uname -m` names of CPUs that run it
 ELF_MACHINES: dict[int, tuple[str, ...]] = {
@@ -78,9 +79,9 @@ def parse_mem_samples(lines: list[str]) -> dict[str, int]:
 class NativeRun:
     """One job on a native device: its tools pushed and checked, each command run under the sampler."""
 
-    def __init__(self, device, job: dict[str, Any], on_event) -> None:
+    def __init__(self, device, job: Job, on_event) -> None:
         self.d, self.job, self.on_event = device, job, on_event
-        self.cfg = job["config"]
+        self.cfg = job.config
         self.arch = device.facts().get("arch")
 
     def cooling(self) -> dict[str, Any]:
@@ -98,8 +99,8 @@ class NativeRun:
         return remote
 
     def run(self, argv: list[str], what: str) -> tuple[str, dict[str, int]]:
-        if self.job.get("cpus"):
-            argv = ["taskset", "-c", ",".join(map(str, self.job["cpus"])), *argv]
+        if self.job.cpus:
+            argv = ["taskset", "-c", ",".join(map(str, self.job.cpus)), *argv]
         out = self.d.scratch("native-run")
         proc = self.d.t.run(["sh", "-c", SAMPLER, "sampler", out, *argv])
         text = proc.stdout.decode("utf-8", "replace")
@@ -113,18 +114,18 @@ class NativeRun:
         return both, mem
 
     def threads(self) -> list[str]:
-        t = self.cfg.get("threads") or (len(self.job["cpus"]) if self.job.get("cpus") else None)
+        t = self.cfg.threads or (len(self.job.cpus) if self.job.cpus else None)
         return ["-t", str(t)] if t else []
 
 
 
-def run_native(device, job: dict[str, Any], on_event) -> dict[str, Any]:
+def run_native(device, job: Job, on_event) -> JobResult:
     """One job through the artifact family's native adapter (its tools' own output parsed)."""
-    family = FAMILIES.get(job["family"])
+    family = FAMILIES.get(job.family)
     if family.native is None:
-        raise DeviceError(f"{device.name}: {job['family']} artifacts need agent mode (a device with Python); native "
+        raise DeviceError(f"{device.name}: {job.family} artifacts need agent mode (a device with Python); native "
                           f"mode runs the command-line tools of {', '.join(f.name for f in FAMILIES.values() if f.native)}")
-    return family.load("native")(NativeRun(device, job, on_event))
+    return JobResult.from_json(family.load("native")(NativeRun(device, job, on_event)))
 
 
 __all__ = ["NativeRun", "run_native", "parse_mem_samples", "check_binary", "elf_machine"]

@@ -33,6 +33,7 @@ from device_bench.transports import AdbTransport, OnBytes, SshTransport, Transpo
 from edge.core.hashing import folder_digest, sha256_file
 from edge.core.errors import DeviceError
 from edge.core.family import FAMILIES
+from edge.core.jobs import Job, JobResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,12 +128,12 @@ class RemoteDevice:
         return path
 
     # ---------------------------------------------------------------- running
-    def run_job(self, job: dict[str, Any], on_event) -> dict[str, Any]:
+    def run_job(self, job: Job, on_event) -> JobResult:
         if self.spec.mode == "native":
             from device_bench.native import run_native
 
             return run_native(self, job, on_event)
-        python = self.ensure_agent(job["family"], on_event)
+        python = self.ensure_agent(job.family, on_event)
         proc = self.t.popen([python, "-m", "device_bench.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
         return stream_job(proc, job, on_event, lost=f"{self.name}: the link to the device was lost")

@@ -1,8 +1,9 @@
 """The measuring process: ``python -m device_bench.runner`` reads one job (JSON) on stdin, runs it,
 and prints one JSON object on stdout. Progress goes to stderr as JSON lines prefixed ``@edge ``.
 
-The same entry point serves the local machine and a device's agent (over SSH or adb): the job's family
-(``edge.core.family.FAMILIES``) opens its runtime and ``edge.measure.protocol`` measures it.
+The same entry point serves the local machine and a device's agent (over SSH or adb): the job
+(``edge.core.jobs.Job``, refused if of another version) names its family, whose runtime
+(``edge.core.family.FAMILIES``) ``edge.measure.protocol`` measures; a ``JobResult`` goes back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from device_bench.sysinfo import read_conditions
 from device_bench.transports import LocalTransport
 from edge.core.errors import EdgeError
 from edge.core.family import FAMILIES
+from edge.core.jobs import Job
 from edge.measure.protocol import measure
 
 PROGRESS_PREFIX = "@edge "
@@ -27,13 +29,12 @@ def emit(event: dict[str, Any]) -> None:
     sys.stderr.flush()
 
 
-def pin_cpus(job: dict[str, Any]) -> None:
+def pin_cpus(job: Job) -> None:
     """``--cores big``: run on the listed CPUs only (and, unless threads were given, one thread each)."""
-    cpus = job.get("cpus")
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-        if not job["config"].get("threads"):
-            job["config"]["threads"] = len(cpus)
+    if job.cpus:
+        os.sched_setaffinity(0, job.cpus)
+        if not job.config.threads:
+            job.config.threads = len(job.cpus)
 
 
 def local_conditions() -> dict[str, Any]:
@@ -42,11 +43,11 @@ def local_conditions() -> dict[str, Any]:
 
 
 def main() -> int:
-    job = json.loads(sys.stdin.read())
     try:
+        job = Job.from_json(json.loads(sys.stdin.read()))
         pin_cpus(job)
-        open_runtime = FAMILIES.get(job["family"]).load("runtime")
-        result = {"ok": True, "result": measure(lambda: open_runtime(job), job, emit, local_conditions)}
+        open_runtime = FAMILIES.get(job.family).load("runtime")
+        result = {"ok": True, "result": measure(lambda: open_runtime(job), job, emit, local_conditions).to_json()}
     except EdgeError as exc:
         result = {"ok": False, "error": str(exc), "error_type": type(exc).__name__}
     except Exception as exc:  # report, never hang the parent

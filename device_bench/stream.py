@@ -11,15 +11,16 @@ from typing import Any
 
 from device_bench.runner import PROGRESS_PREFIX
 from edge.core.errors import BenchError, DeviceError, error_class
+from edge.core.jobs import Job, JobResult
 
 OnEvent = Callable[[dict[str, Any]], None]
 
 
-def stream_job(proc: subprocess.Popen, job: dict[str, Any], on_event: OnEvent, lost: str | None = None) -> dict[str, Any]:
+def stream_job(proc: subprocess.Popen, job: Job, on_event: OnEvent, lost: str | None = None) -> JobResult:
     """Feed a runner process its job, relay its progress lines, and decode its one-line JSON result."""
     assert proc.stdin and proc.stderr and proc.stdout
     try:
-        proc.stdin.write(json.dumps(job))
+        proc.stdin.write(json.dumps(job.to_json()))
         proc.stdin.close()
     except BrokenPipeError:
         pass
@@ -41,7 +42,7 @@ def stream_job(proc: subprocess.Popen, job: dict[str, Any], on_event: OnEvent, l
     return decode_result(out, proc.returncode, tail)
 
 
-def decode_result(stdout: str, returncode: int, stderr_tail: list[str]) -> dict[str, Any]:
+def decode_result(stdout: str, returncode: int, stderr_tail: list[str]) -> JobResult:
     """Turn a runner's stdout into its result, or raise the error it reported as an EdgeError."""
     try:
         reply = json.loads(stdout.strip().splitlines()[-1])
@@ -50,4 +51,4 @@ def decode_result(stdout: str, returncode: int, stderr_tail: list[str]) -> dict[
         raise BenchError(f"the measuring process died without a result ({why})") from None
     if not reply.get("ok"):
         raise error_class(reply.get("error_type", ""))(reply.get("error", "unknown error"))
-    return reply["result"]
+    return JobResult.from_json(reply["result"])

@@ -16,6 +16,7 @@ from edge.artifacts import Artifact, open_artifact
 from edge.datasets import load_dataset
 from edge.core.errors import DeviceError, EdgeError
 from edge.core.family import FAMILIES
+from edge.core.jobs import Cooldown, Job, JobConfig, JobResult, QualityJob
 from edge.core.progress import NULL, Progress
 from edge.metrics import METRICS
 from edge.store import Result, Run, Store
@@ -38,10 +39,10 @@ class BenchConfig:
     cooldown_timeout_s: float = 300
     cores: str = "all"                # "big": pin to the fastest cluster (taskset / sched_setaffinity)
 
-    def job_config(self) -> dict[str, Any]:
-        cfg = asdict(self)
-        cfg["cooldown"] = None if self.cooldown is None else {"max_temp_c": self.cooldown, "timeout_s": self.cooldown_timeout_s}
-        return cfg
+    def job_config(self) -> JobConfig:
+        cooldown = None if self.cooldown is None else Cooldown(self.cooldown, self.cooldown_timeout_s)
+        return JobConfig(n_prompt=self.n_prompt, n_gen=self.n_gen, n_ttft=self.n_ttft, ctx=self.ctx, reps=self.reps,
+                         chunks=self.chunks, threads=self.threads, warmup=self.warmup, seed=self.seed, cooldown=cooldown)
 
     def sha256(self, mode: str) -> str:
         """What makes two rows comparable: the protocol's settings and how the device ran them."""
@@ -61,12 +62,13 @@ def plan(artifacts: list[Artifact]) -> Plan:
     return Plan(order, refs)
 
 
-def _row(run: Run, device: Device, art: Artifact, res: dict[str, Any], cfg: BenchConfig, dataset, ref_sha: str | None,
+def _row(run: Run, device: Device, art: Artifact, result: JobResult, cfg: BenchConfig, dataset, ref_sha: str | None,
          conditions: dict[str, Any]) -> Result:
-    q = res.get("quality") or {}
+    q = result.quality or {}
+    res = result.to_json()
     m = art.manifest
     facts = device.facts()
-    roof = roofline(m, cfg.n_gen, res.get("tg_tps"), facts.get("membw_gbs"))
+    roof = roofline(m, cfg.n_gen, result.tg_tps, facts.get("membw_gbs"))
     measured = {"res": res, "quality": q}  # the metrics table says which fields come from where
     return Result(
         **{f.key: measured[f.source].get(f.key) for f in METRICS if f.source},
@@ -124,24 +126,34 @@ def pinned_cpus(cfg: BenchConfig, facts: dict[str, Any]) -> list[int] | None:
     return clusters[0]["cpus"]
 
 
-def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_file: Path,
-                  store: Store, progress: Progress, resume: bool) -> list[Result]:
-    order, refs = the_plan.order, the_plan.refs
-    progress.start(f"{device.name}: reading the device's facts")
-    facts = device.facts()
+def _check_fits(device: Device, order: list[Artifact], facts: dict[str, Any]) -> None:
     avail = facts.get("ram_available_bytes")
     for art in order:
         if avail and art.manifest.size_bytes > avail:
             raise DeviceError(f"{art.path.name} is {_size(art.manifest.size_bytes)} but {device.name} has "
                               f"{_size(avail)} of RAM available")
-    cfg_sha = cfg.sha256(facts.get("mode", "agent"))
-    data_sha = data.sha256 if data else None
-    done = {art.path: row for art in order if resume
-            and (row := store.find_done(device.name, art.manifest.sha256, cfg_sha, data_sha)) is not None}
-    todo = [a for a in order if a.path not in done]
+
+
+def _done(device: Device, order: list[Artifact], store: Store, cfg_sha: str, data_sha: str | None,
+          progress: Progress) -> dict[Path, Result]:
+    """Rows already measured for these artifacts on this device with these settings and text (kept)."""
+    done = {art.path: row for art in order
+            if (row := store.find_done(device.name, art.manifest.sha256, cfg_sha, data_sha)) is not None}
     for art in order:
         if art.path in done:
             progress.note(f"{device.name} {art.format}: already measured with these settings (row {done[art.path].id}); kept")
+    return done
+
+
+def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_file: Path,
+                  store: Store, progress: Progress, resume: bool) -> list[Result]:
+    order, refs = the_plan.order, the_plan.refs
+    progress.start(f"{device.name}: reading the device's facts")
+    facts = device.facts()
+    _check_fits(device, order, facts)
+    data_sha = data.sha256 if data else None
+    done = _done(device, order, store, cfg.sha256(facts.get("mode", "agent")), data_sha, progress) if resume else {}
+    todo = [a for a in order if a.path not in done]
     if not todo:
         return [done[a.path] for a in order]
     # references whose log-probs a remaining artifact needs but that are not measured again
@@ -188,18 +200,13 @@ def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_f
 
 
 def _run_one(device: Device, art: Artifact, cfg: BenchConfig, text_file: str | None, base_in: str | None,
-             base_out: str | None, progress: Progress, *, perf: bool, facts: dict[str, Any]) -> dict[str, Any]:
+             base_out: str | None, progress: Progress, *, perf: bool, facts: dict[str, Any]) -> JobResult:
     label = f"{device.name} {art.format}"
     progress.start(f"{label}: placing the artifact on the device", total=art.manifest.size_bytes)
     where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
-    job: dict[str, Any] = {"family": art.family, "artifact": where, "config": cfg.job_config(), "perf": perf}
-    cpus = pinned_cpus(cfg, facts)
-    if cpus:
-        job["cpus"] = cpus
-    if art.tokenizer_path is not None:
-        job["tokenizer"] = device.place(art.tokenizer_path)
-    if text_file is not None:
-        job["quality"] = {"text_file": text_file, "base_in": base_in, "base_out": base_out}
+    job = Job(family=art.family, artifact=where, config=cfg.job_config(), perf=perf, cpus=pinned_cpus(cfg, facts),
+              tokenizer=None if art.tokenizer_path is None else device.place(art.tokenizer_path),
+              quality=None if text_file is None else QualityJob(text_file, base_in=base_in, base_out=base_out))
     progress.start(f"{label}: starting")
 
     def on_event(ev: dict[str, Any]) -> None:

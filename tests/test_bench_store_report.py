@@ -161,3 +161,26 @@ def test_metrics_table_matches_the_migrations(tmp_path):
     assert columns == {"id": "INTEGER", **{m.key: m.sql for m in METRICS}}
     assert len(METRICS) == len({m.key for m in METRICS})
     assert {f.name for f in fields(Result)} == {"id"} | {m.key for m in METRICS}
+
+
+def test_jobs_cross_the_process_boundary_typed_and_versioned(tmp_path):
+    """A Job goes to the measuring process as JSON and comes back whole; a job of another version is refused
+    in one line, and the error comes back as the same class (BenchError)."""
+    import subprocess
+    import sys
+
+    from device_bench.stream import decode_result
+    from edge.core.errors import BenchError
+    from edge.core.jobs import Cooldown, Job, JobConfig, JobResult, QualityJob
+
+    job = Job("gguf", "/x.gguf", JobConfig(reps=2, cooldown=Cooldown(45.0)), quality=QualityJob("/t.txt", base_in="/b"))
+    assert Job.from_json(json.loads(json.dumps(job.to_json()))) == job
+    r = JobResult.from_json({"pp_tps": 1.5, "mode": "native"})
+    assert r.pp_tps == 1.5 and r.extra == {"mode": "native"} and r.to_json()["mode"] == "native"
+    old = {**job.to_json(), "version": 0}
+    proc = subprocess.run([sys.executable, "-m", "device_bench.runner"], input=json.dumps(old), capture_output=True,
+                          text=True)
+    assert proc.returncode == 1
+    with pytest.raises(BenchError, match="takes jobs of version 1, not 0") as err:
+        decode_result(proc.stdout, proc.returncode, [])
+    assert "\n" not in str(err.value)

@@ -33,19 +33,19 @@ def parse_observer(text: str) -> dict[str, Any]:
 
 def run(s: NativeSession) -> dict[str, Any]:
     cfg, job = s.cfg, s.job
-    if not job.get("perf", True):
+    if not job.perf:
         return {"mode": "native"}
     main = s.tool("llama_main")
-    prompt = " ".join(["the"] * cfg["n_prompt"])  # about n_prompt tokens; the stats line says how many
-    argv = [main, "--model_path", job["artifact"], "--tokenizer_path", job["tokenizer"], "--prompt", prompt,
-            "--seq_len", str(cfg["n_gen"] + 16), "--temperature", "0"]
-    if cfg.get("threads"):
-        argv += ["--cpu_threads", str(cfg["threads"])]
+    prompt = " ".join(["the"] * cfg.n_prompt)  # about n_prompt tokens; the stats line says how many
+    argv = [main, "--model_path", job.artifact, "--tokenizer_path", job.tokenizer, "--prompt", prompt,
+            "--seq_len", str(cfg.n_gen + 16), "--temperature", "0"]
+    if cfg.threads:
+        argv += ["--cpu_threads", str(cfg.threads)]
     runs, peak = [], {}
-    for r in range(cfg["reps"]):
-        s.on_event({"stage": "llama_main", "done": r, "total": cfg["reps"]})
-        if cfg.get("cooldown"):
-            cool_down(cfg["cooldown"], s.cooling)
+    for r in range(cfg.reps):
+        s.on_event({"stage": "llama_main", "done": r, "total": cfg.reps})
+        if cfg.cooldown:
+            cool_down(cfg.cooldown, s.cooling)
         text, mem = s.run(argv, "llama_main")
         runs.append(parse_observer(text))
         peak = {k: max(v, peak.get(k, 0)) for k, v in mem.items()}

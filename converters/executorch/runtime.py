@@ -15,6 +15,7 @@ import numpy as np
 
 from converters.executorch.tables import REQUIRED_METHODS
 from edge.measure.runtime import HfTokenizerText, RuntimeModel, default_threads
+from edge.core.jobs import Job
 from edge.core.errors import ArtifactError, BenchError
 
 
@@ -101,6 +102,8 @@ class EtModel(HfTokenizerText, RuntimeModel):
         self._m = None
 
 
-def open_runtime(job: dict) -> EtModel:
+def open_runtime(job: Job) -> EtModel:
     """The program a bench job measures, with the tokenizer shipped beside it."""
-    return EtModel(job["artifact"], job["tokenizer"], n_threads=job["config"].get("threads"))
+    if job.tokenizer is None:
+        raise BenchError(f"{job.artifact}: an ExecuTorch job needs the program's tokenizer")
+    return EtModel(job.artifact, job.tokenizer, n_threads=job.config.threads)

@@ -95,36 +95,36 @@ def _merge_reps(reps: list[dict[str, Any]]) -> dict[str, Any]:
 def run(s: NativeSession) -> dict[str, Any]:
     cfg, job = s.cfg, s.job
     res: dict[str, Any] = {"mode": "native"}
-    if job.get("perf", True):
+    if job.perf:
         bench = s.tool("llama-bench")
-        base = [bench, "-m", job["artifact"], "-p", f"{cfg['n_prompt']},{cfg['n_ttft']}", "-n", str(cfg["n_gen"]),
+        base = [bench, "-m", job.artifact, "-p", f"{cfg.n_prompt},{cfg.n_ttft}", "-n", str(cfg.n_gen),
                 "-o", "json", *s.threads()]
         s.on_event({"stage": "llama-bench"})
-        if cfg.get("cooldown"):  # one repetition per call, cooled down before each
+        if cfg.cooldown:  # one repetition per call, cooled down before each
             reps, waits, peak = [], [], {}
-            for r in range(cfg["reps"]):
-                s.on_event({"stage": "llama-bench (cooled)", "done": r, "total": cfg["reps"]})
-                waits.append(cool_down(cfg["cooldown"], s.cooling))
+            for r in range(cfg.reps):
+                s.on_event({"stage": "llama-bench (cooled)", "done": r, "total": cfg.reps})
+                waits.append(cool_down(cfg.cooldown, s.cooling))
                 text, mem = s.run([*base, "-r", "1"], "llama-bench")
-                reps.append(parse_llama_bench(text, cfg["n_prompt"], cfg["n_gen"], cfg["n_ttft"]))
+                reps.append(parse_llama_bench(text, cfg.n_prompt, cfg.n_gen, cfg.n_ttft))
                 peak = {k: max(v, peak.get(k, 0)) for k, v in mem.items()}
             res.update(_merge_reps(reps), cooldown_waits=waits)
         else:
-            text, peak = s.run([*base, "-r", str(cfg["reps"])], "llama-bench")
-            res.update(parse_llama_bench(text, cfg["n_prompt"], cfg["n_gen"], cfg["n_ttft"]))
+            text, peak = s.run([*base, "-r", str(cfg.reps)], "llama-bench")
+            res.update(parse_llama_bench(text, cfg.n_prompt, cfg.n_gen, cfg.n_ttft))
         res["peak_rss_bytes"] = peak.get("VmHWM")
         res["peak_swap_bytes"] = peak.get("VmSwap")
         res["peak_basis"] = "VmHWM of llama-bench, sampled from /proc/PID/status every 0.05 s"
-    q = job.get("quality")
+    q = job.quality
     if q:
         ppl = s.tool("llama-perplexity")
-        argv = [ppl, "-m", job["artifact"], "-f", q["text_file"], "-c", str(cfg["ctx"]), "-b", str(cfg["ctx"]), *s.threads()]
-        if cfg.get("chunks"):
-            argv += ["--chunks", str(cfg["chunks"])]
-        if q.get("base_out"):
-            argv += ["--kl-divergence-base", q["base_out"]]
-        elif q.get("base_in"):
-            argv += ["--kl-divergence-base", q["base_in"], "--kl-divergence"]
+        argv = [ppl, "-m", job.artifact, "-f", q.text_file, "-c", str(cfg.ctx), "-b", str(cfg.ctx), *s.threads()]
+        if cfg.chunks:
+            argv += ["--chunks", str(cfg.chunks)]
+        if q.base_out:
+            argv += ["--kl-divergence-base", q.base_out]
+        elif q.base_in:
+            argv += ["--kl-divergence-base", q.base_in, "--kl-divergence"]
         s.on_event({"stage": "llama-perplexity"})
         text, _ = s.run(argv, "llama-perplexity")
         quality = parse_llama_perplexity(text)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.measure.runtime import RuntimeModel, default_threads
+from edge.core.jobs import Job
 from edge.core.errors import ArtifactError, BenchError
 
 _LOG: deque[str] = deque(maxlen=50)
@@ -159,8 +160,7 @@ class LlamaModel(RuntimeModel):
             pass
 
 
-def open_runtime(job: dict) -> LlamaModel:
+def open_runtime(job: Job) -> LlamaModel:
     """The model a bench job measures: one context large enough for every part of the protocol."""
-    cfg = job["config"]
-    n_ctx = max(cfg["n_prompt"], cfg["n_gen"], cfg["n_ttft"], cfg["ctx"])
-    return LlamaModel(job["artifact"], n_ctx=n_ctx, n_batch=cfg.get("n_batch", 512), n_threads=cfg.get("threads"))
+    cfg = job.config
+    return LlamaModel(job.artifact, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_threads=cfg.threads)

@@ -105,7 +105,7 @@ class OnnxConverter:
             tokens = m.tokenize(ctx.text, add_special=True)
             n_ctx = 512 if len(tokens) >= 1024 else 128
             bos = m.bos if m.add_bos else None
-            ppl = quality(m, ctx.text, {"ctx": n_ctx, "chunks": 2}, None, None, lambda ev: None, tokens=tokens)["ppl"]
+            ppl = quality(m, ctx.text, n_ctx, 2, None, None, lambda ev: None, tokens=tokens)["ppl"]
         ref_ppl = hf_perplexity(hf[1], tokens, n_ctx, 2, bos)
         summary = f"{v.summary()}, PPL {ppl:.4f} vs transformers {ref_ppl:.4f}"
         out = {**v.to_json(), "ppl": ppl, "transformers_ppl": ref_ppl, "ppl_rel_diff": ppl / ref_ppl - 1,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.measure.runtime import HfTokenizerText, RuntimeModel, default_threads
+from edge.core.jobs import Job
 from edge.core.errors import ArtifactError, BenchError
 
 
@@ -69,8 +70,6 @@ class OgModel(HfTokenizerText, RuntimeModel):
         self._model = None
 
 
-def open_runtime(job: dict) -> OgModel:
+def open_runtime(job: Job) -> OgModel:
     """The model folder a bench job measures, its generator long enough for every part of the protocol."""
-    cfg = job["config"]
-    n_ctx = max(cfg["n_prompt"], cfg["n_gen"], cfg["n_ttft"], cfg["ctx"]) + 1
-    return OgModel(job["artifact"], n_threads=cfg.get("threads"), max_length=max(n_ctx, 2048))
+    return OgModel(job.artifact, n_threads=job.config.threads, max_length=max(job.config.n_ctx + 1, 2048))

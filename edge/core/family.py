@@ -24,8 +24,8 @@ class NativeSession(Protocol):
     """What a family's native adapter gets from the device side (``device_bench.native.NativeRun``): the
     job, its tools pushed to the device, commands run under the memory sampler, the device's conditions."""
 
-    job: dict[str, Any]
-    cfg: dict[str, Any]
+    job: Any                       # edge.core.jobs.Job
+    cfg: Any                       # its JobConfig
 
     def on_event(self, event: dict[str, Any]) -> None: ...
 

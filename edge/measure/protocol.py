@@ -21,6 +21,7 @@ from edge.measure.metrics import QualityAccumulator, chunk_layout, chunk_tokens,
 from edge.measure.procmem import current_rss, peak_rss
 from edge.measure.runtime import Runtime
 from edge.core.errors import DatasetError
+from edge.core.jobs import Cooldown, Job, JobConfig, JobResult
 
 Emit = Callable[[dict[str, Any]], None]
 Conditions = Callable[[], dict[str, Any]]   # the device's temperatures / idle share, read by the caller's layer
@@ -56,21 +57,21 @@ def _time_ttft(m, prompt: list[int]) -> float:
     return time.perf_counter() - t
 
 
-def perf(m, cfg: dict[str, Any], emit: Emit, conditions: Conditions | None = None) -> dict[str, Any]:
-    rng = random.Random(cfg.get("seed", 0))
-    n_prompt, n_gen, n_ttft, reps = cfg["n_prompt"], cfg["n_gen"], cfg["n_ttft"], cfg["reps"]
+def perf(m, cfg: JobConfig, emit: Emit, conditions: Conditions | None = None) -> dict[str, Any]:
+    rng = random.Random(cfg.seed)
+    n_prompt, n_gen, n_ttft, reps = cfg.n_prompt, cfg.n_gen, cfg.n_ttft, cfg.reps
     pp_tokens = _random_tokens(m, n_prompt, rng)
     ttft_tokens = _random_tokens(m, n_ttft, rng)
-    if cfg.get("warmup", True):
+    if cfg.warmup:
         emit({"stage": "warm-up"})
         _time_pp(m, pp_tokens)
         _time_tg(m, min(n_gen, 16), rng)
     pp, tg, ttft = [], [], []
     waits: list[dict[str, Any]] = []
     for r in range(reps):
-        if cfg.get("cooldown") and conditions is not None:
+        if cfg.cooldown and conditions is not None:
             emit({"stage": "cooling down"})
-            waits.append(cool_down(cfg["cooldown"], conditions))
+            waits.append(cool_down(cfg.cooldown, conditions))
         emit({"stage": f"pp{n_prompt} / tg{n_gen}", "done": r, "total": reps})
         pp.append(n_prompt / _time_pp(m, pp_tokens))
         tg.append(n_gen / _time_tg(m, n_gen, rng))
@@ -81,7 +82,7 @@ def perf(m, cfg: dict[str, Any], emit: Emit, conditions: Conditions | None = Non
             "pp_samples": pp, "tg_samples": tg, "ttft_samples": ttft, **({"cooldown_waits": waits} if waits else {})}
 
 
-def cool_down(spec: dict[str, Any], read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def cool_down(spec: Cooldown, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Wait until the device is back under ``max_temp_c`` (thermal zones), or, where it has none, until its
     CPUs were ``min_idle`` idle over a second; give up after ``timeout_s``. Returns what was waited for."""
     t0 = time.monotonic()
@@ -89,29 +90,28 @@ def cool_down(spec: dict[str, Any], read: Callable[[], dict[str, Any]]) -> dict[
         c = read()
         temp, idle = c.get("max_temp_c"), c.get("idle")
         if temp is not None:
-            ok, basis = temp <= spec["max_temp_c"], f"{temp:.1f} °C"
+            ok, basis = temp <= spec.max_temp_c, f"{temp:.1f} °C"
         elif idle is not None:
-            ok, basis = idle >= spec.get("min_idle", 0.9), f"{100 * idle:.0f} % idle"
+            ok, basis = idle >= spec.min_idle, f"{100 * idle:.0f} % idle"
         else:
             return {"waited_s": 0.0, "basis": "no thermal zones or /proc/stat: not enforced"}
         waited = time.monotonic() - t0
-        if ok or waited >= spec.get("timeout_s", 300):
+        if ok or waited >= spec.timeout_s:
             return {"waited_s": round(waited, 1), "basis": basis, "reached": ok}
-        time.sleep(spec.get("poll_s", 2.0))
+        time.sleep(spec.poll_s)
 
 
 def _tokens_digest(tokens: list[int]) -> str:
     return hashlib.sha256(np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest()
 
 
-def quality(m, text: str, cfg: dict[str, Any], base_out: str | None, base_in: str | None,
+def quality(m, text: str, n_ctx: int, chunks: int | None, base_out: str | None, base_in: str | None,
             emit: Emit, tokens: list[int] | None = None) -> dict[str, Any]:
     """Perplexity (and KL divergence against ``base_in``'s log-probs) of ``text``, tokenized by the model
     unless its ``tokens`` are given."""
-    n_ctx = cfg["ctx"]
     if tokens is None:
         tokens = m.tokenize(text, add_special=True)
-    n_chunk, first = chunk_layout(len(tokens), n_ctx, cfg.get("chunks"))
+    n_chunk, first = chunk_layout(len(tokens), n_ctx, chunks)
     if n_chunk == 0:
         raise DatasetError(f"the evaluation text is {len(tokens)} tokens; perplexity needs at least {n_ctx} (one chunk)")
     n_scored = n_ctx - 1 - first
@@ -147,12 +147,11 @@ def quality(m, text: str, cfg: dict[str, Any], base_out: str | None, base_in: st
     return {**acc.summary(), "chunks": n_chunk, "ctx": n_ctx, "text_tokens": len(tokens), "quality_notes": notes}
 
 
-def measure(load: Callable[[], Runtime], job: dict[str, Any], emit: Emit,
-            conditions: Conditions | None = None) -> dict[str, Any]:
+def measure(load: Callable[[], Runtime], job: Job, emit: Emit, conditions: Conditions | None = None) -> JobResult:
     """One artifact in this process: load (timed), speed, peak RSS, then quality. ``conditions`` reads
     the device's state for ``--cooldown`` (None: no cooldown)."""
 
-    cfg = job["config"]
+    cfg = job.config
     rss_before = current_rss()
     emit({"stage": "load"})
     t = time.perf_counter()
@@ -160,13 +159,13 @@ def measure(load: Callable[[], Runtime], job: dict[str, Any], emit: Emit,
     load_s = time.perf_counter() - t
     result: dict[str, Any] = {"load_s": load_s, "threads": m.n_threads, "rss_before_load": rss_before}
     try:
-        if job.get("perf", True):
+        if job.perf:
             result.update(perf(m, cfg, emit, conditions))
             result["peak_rss_bytes"] = peak_rss()
-        q = job.get("quality")
+        q = job.quality
         if q:
-            text = Path(q["text_file"]).read_text(encoding="utf-8")
-            result["quality"] = quality(m, text, cfg, q.get("base_out"), q.get("base_in"), emit)
+            text = Path(q.text_file).read_text(encoding="utf-8")
+            result["quality"] = quality(m, text, cfg.ctx, cfg.chunks, q.base_out, q.base_in, emit)
     finally:
         m.close()
-    return result
+    return JobResult.from_json(result)
