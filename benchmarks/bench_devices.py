@@ -44,7 +44,7 @@ def main() -> None:
         dev = RemoteDevice(server.spec("loopback"))
         t = time.perf_counter()
         for _ in range(10):
-            dev.t.check(["true"])
+            dev.transport.check(["true"])
         rtt = (time.perf_counter() - t) / 10
         dev.facts()
         t = time.perf_counter()
@@ -52,7 +52,7 @@ def main() -> None:
             dev.place(path)
         push = time.perf_counter() - t
         t = time.perf_counter()
-        dev.ensure_agent("gguf", lambda ev: None)
+        dev.mode.ensure(dev, "gguf", lambda ev: None)
         install = time.perf_counter() - t
         cfg = BenchConfig(threads=args.threads, reps=args.reps, chunks=args.chunks)
         names = ["local", "loopback"] + (["loopback-native"] if native else [])

@@ -14,50 +14,80 @@
     [devices.pixel8.tools]          # runtime binaries built for the device, pushed once (checked by sha256)
     llama-bench = "~/android/llama.cpp/build-android/bin/llama-bench"
     llama-perplexity = "~/android/llama.cpp/build-android/bin/llama-perplexity"
+
+The keys every device takes are ``DeviceSpec``'s; the keys of its link (host, port, serial, ...) are
+those of its transport's own spec dataclass (``device_bench.transports.TRANSPORTS``), and the modes
+are ``device_bench.modes.MODES``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
+from device_bench.modes import MODES
+from device_bench.transports import TRANSPORTS
 from edge.core.errors import DeviceError
+from edge.core.family import FAMILIES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-TRANSPORTS = ("ssh", "adb")
-MODES = ("agent", "native")
-DEFAULT_MODE = {"ssh": "agent", "adb": "native"}
-DEFAULT_WORKDIR = {"ssh": "/tmp/edge", "adb": "/data/local/tmp/edge"}
-NATIVE_TOOLS = ("llama-bench", "llama-perplexity", "llama_main")
+
+
+def native_tools() -> tuple[str, ...]:
+    """The command-line tools native mode may push: those the families' native adapters run."""
+    return tuple(t for f in FAMILIES.values() for t in f.native_tools)
 
 
 @dataclass
 class DeviceSpec:
     name: str
     transport: str
+    link: Any                              # the transport's spec (SshLink, AdbLink): how to reach the device
     mode: str = ""
     workdir: str = ""
-    host: str | None = None
-    user: str | None = None
-    port: int | None = None
-    identity: str | None = None            # ssh private key
-    known_hosts: str | None = None         # default: ssh's own (~/.ssh/known_hosts)
-    serial: str | None = None              # adb
     python: str = "python3"                # agent: the interpreter its venv is made from
     agent: str = "wheel"                   # agent: "wheel" (built from this checkout) or a pip requirement, e.g. "edge-llm==0.1.0"
     tools: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.mode = self.mode or DEFAULT_MODE.get(self.transport, "agent")
-        self.workdir = self.workdir or DEFAULT_WORKDIR.get(self.transport, "/tmp/edge")
+        t = TRANSPORTS.get(self.transport)
+        self.mode = self.mode or t.default_mode
+        self.workdir = self.workdir or t.default_workdir
+
+    @classmethod
+    def from_table(cls, name: str, entry: dict[str, Any], where: str | None = None) -> DeviceSpec:
+        """A device from its table in the devices file (every refusal one line naming ``where``)."""
+        where = where or f"[devices.{name}]"
+        transport = entry.get("transport")
+        if transport not in TRANSPORTS:
+            raise DeviceError(f"{where}: transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+        link_cls = TRANSPORTS.get(transport).Link
+        own = {f.name for f in fields(cls)} - {"name", "link"}
+        link_keys = {f.name for f in fields(link_cls)}
+        unknown = set(entry) - own - link_keys
+        if unknown:
+            raise DeviceError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                              f"(known: {', '.join(sorted(own | link_keys))})")
+        for f in fields(link_cls):
+            if f.default is MISSING and f.default_factory is MISSING and not entry.get(f.name):
+                raise DeviceError(f"{where}: an {transport} device needs {f.name} = \"...\"")
+        mode = entry.get("mode") or TRANSPORTS.get(transport).default_mode
+        if mode not in MODES:
+            raise DeviceError(f"{where}: mode must be agent or native, not {entry.get('mode')!r}")
+        bad_tools = set(entry.get("tools", {})) - set(native_tools())
+        if bad_tools:
+            raise DeviceError(f"{where}: unknown tool(s) {', '.join(sorted(bad_tools))} (known: {', '.join(native_tools())})")
+        link = link_cls(**{k: v for k, v in entry.items() if k in link_keys})
+        return cls(name=name, link=link, **{k: v for k, v in entry.items() if k in own})
 
 
 def config_path() -> Path:
@@ -73,7 +103,6 @@ def load_specs(path: Path | None = None) -> dict[str, DeviceSpec]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise DeviceError(f"{path}: not a valid devices file ({exc})") from None
-    known = {f.name for f in fields(DeviceSpec)} - {"name"}
     specs = {}
     for name, entry in (data.get("devices") or {}).items():
         where = f"{path}: [devices.{name}]"
@@ -81,30 +110,8 @@ def load_specs(path: Path | None = None) -> dict[str, DeviceSpec]:
             raise DeviceError(f"{where}: 'local' is this machine and cannot be redefined")
         if not isinstance(entry, dict):
             raise DeviceError(f"{where} must be a table")
-        unknown = set(entry) - known
-        if unknown:
-            raise DeviceError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-        transport = entry.get("transport")
-        if transport not in TRANSPORTS:
-            raise DeviceError(f"{where}: transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
-        if transport == "ssh" and not entry.get("host"):
-            raise DeviceError(f"{where}: an ssh device needs host = \"...\"")
-        if entry.get("mode", DEFAULT_MODE[transport]) not in MODES:
-            raise DeviceError(f"{where}: mode must be agent or native, not {entry.get('mode')!r}")
-        bad_tools = set(entry.get("tools", {})) - set(NATIVE_TOOLS)
-        if bad_tools:
-            raise DeviceError(f"{where}: unknown tool(s) {', '.join(sorted(bad_tools))} (known: {', '.join(NATIVE_TOOLS)})")
-        specs[name] = DeviceSpec(name=name, **entry)
+        specs[name] = DeviceSpec.from_table(name, entry, where)
     return specs
 
 
-def spec_for_serial(serial: str) -> DeviceSpec:
-    """A phone ``adb devices`` reports that the config does not name: native mode, no tools yet."""
-    return DeviceSpec(name=f"adb:{serial}", transport="adb", serial=serial)
-
-
-def expand(p: str) -> Path:
-    return Path(os.path.expanduser(p))
-
-
-__all__ = ["DeviceSpec", "load_specs", "config_path", "spec_for_serial", "expand", "NATIVE_TOOLS"]
+__all__ = ["DeviceSpec", "load_specs", "config_path", "native_tools"]

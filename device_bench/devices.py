@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from device_bench import membw
-from device_bench.config import config_path
+from device_bench.config import DeviceSpec, config_path, load_specs
 from device_bench.membw import cached_bandwidth
 from device_bench.stream import OnEvent, stream_job
 from device_bench.sysinfo import facts_from_probe, local_facts, read_conditions, read_probe
-from device_bench.transports import LocalTransport
+from device_bench.transports import TRANSPORTS, LocalTransport
 from edge.core.errors import UnknownNameError
 from edge.core.jobs import Job, JobResult
 from edge.core.registry import Registry
@@ -87,8 +87,8 @@ DEVICES.register("local", LocalDevice)
 
 
 def get_device(name: str, config: Path | None = None) -> Device:
-    """``local``, a device of devices.toml, or ``adb:SERIAL`` for a phone the config does not name."""
-    from device_bench.config import load_specs, spec_for_serial
+    """``local``, a device of devices.toml, or ``TRANSPORT:ID`` for a device a transport can name by itself
+    (``adb:SERIAL``: a phone the config does not declare)."""
     from device_bench.remote import RemoteDevice
 
     if name in DEVICES:
@@ -96,8 +96,11 @@ def get_device(name: str, config: Path | None = None) -> Device:
     specs = load_specs(config)
     if name in specs:
         return RemoteDevice(specs[name])
-    if name.startswith("adb:"):
-        return RemoteDevice(spec_for_serial(name[4:]))
+    transport, _, ident = name.partition(":")
+    if ident and transport in TRANSPORTS:
+        link = TRANSPORTS.get(transport).link_for(ident)
+        if link is not None:
+            return RemoteDevice(DeviceSpec(name=name, transport=transport, link=link))
     known = Registry[None]("device")
     for n in [*DEVICES, *specs]:
         known.register(n, None)
@@ -105,14 +108,14 @@ def get_device(name: str, config: Path | None = None) -> Device:
 
 
 def all_devices(config: Path | None = None) -> list[Device]:
-    """Every device edge can name now: local, each of devices.toml, each phone adb reports that the
-    config does not already name."""
-    from device_bench.config import load_specs, spec_for_serial
+    """Every device edge can name now: local, each of devices.toml, and each device a transport discovers
+    (phones ``adb devices`` reports) that the config does not already declare."""
     from device_bench.remote import RemoteDevice
-    from device_bench.transports import adb_devices
 
     specs = load_specs(config)
     out: list[Device] = [LocalDevice(), *(RemoteDevice(s) for s in specs.values())]
-    named = {s.serial for s in specs.values() if s.transport == "adb"}
-    out += [RemoteDevice(spec_for_serial(d["serial"])) for d in adb_devices() if d["serial"] not in named]
+    for tname, transport in TRANSPORTS.items():
+        declared = [transport.identity(s.link) for s in specs.values() if s.transport == tname]
+        out += [RemoteDevice(DeviceSpec(name=name, transport=tname, link=link))
+                for name, link in transport.discover() if transport.identity(link) not in declared]
     return out

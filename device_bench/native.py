@@ -10,12 +10,12 @@ the device every 0.05 s by a small sh wrapper — not device-wide used memory.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from pathlib import Path
 from typing import Any
 
-from device_bench.config import expand
 from device_bench.sysinfo import split_sections
 from edge.core.errors import BenchError, DeviceError
 from edge.core.family import FAMILIES
@@ -92,17 +92,17 @@ class NativeRun:
         if not local:
             raise DeviceError(f"{self.d.name}: native mode needs {name} for this artifact: add it under "
                               f"[devices.{self.d.name}.tools] in devices.toml (a build for the device's CPU, {self.arch})")
-        path = expand(local)
+        path = Path(os.path.expanduser(local))
         check_binary(path, self.arch, self.d.name)
         remote = self.d.place(path)
-        self.d.t.check(["chmod", "755", remote], what="chmod")
+        self.d.transport.check(["chmod", "755", remote], what="chmod")
         return remote
 
     def run(self, argv: list[str], what: str) -> tuple[str, dict[str, int]]:
         if self.job.cpus:
             argv = ["taskset", "-c", ",".join(map(str, self.job.cpus)), *argv]
         out = self.d.scratch("native-run")
-        proc = self.d.t.run(["sh", "-c", SAMPLER, "sampler", out, *argv])
+        proc = self.d.transport.run(["sh", "-c", SAMPLER, "sampler", out, *argv])
         text = proc.stdout.decode("utf-8", "replace")
         mem = parse_mem_samples([ln for ln in text.splitlines() if ln.startswith("@mem ")])
         parts = split_sections("\n".join(ln for ln in text.splitlines() if not ln.startswith("@mem ")))

@@ -1,4 +1,7 @@
-"""How edge reaches a device: one interface over the local machine, OpenSSH and adb.
+"""How edge reaches a device: one interface over the local machine, OpenSSH and adb. Each remote transport
+is a class registered in ``TRANSPORTS`` with its own spec dataclass (``SshLink``, ``AdbLink``: the keys of
+devices.toml it takes), how it identifies a device, how it discovers devices, and its defaults; a new
+transport is one class here plus one registry line.
 
 Every remote command is an argv list; the transports turn it into one POSIX-shell string with
 ``shlex.join`` (every argument single-quoted where needed), so a hostile file name stays one
@@ -13,9 +16,11 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edge.core.errors import DeviceError
+from edge.core.registry import Registry
 
 OnBytes = Callable[[int], None]
 CHUNK = 1 << 20
@@ -103,8 +108,47 @@ class LocalTransport(_Base):
         shutil.copyfile(local, remote)
 
 
+@dataclass
+class SshLink:
+    """How devices.toml reaches a board over SSH."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    identity: str | None = None            # ssh private key
+    known_hosts: str | None = None         # default: ssh's own (~/.ssh/known_hosts)
+
+
+@dataclass
+class AdbLink:
+    """How devices.toml reaches a phone over adb (no serial: the only phone attached)."""
+
+    serial: str | None = None
+
+
 class SshTransport(_Base):
     """OpenSSH's ``ssh`` client: keys only, host keys verified against known_hosts."""
+
+    Link = SshLink
+    default_mode = "agent"
+    default_workdir = "/tmp/edge"
+
+    @classmethod
+    def open(cls, link: SshLink, label: str) -> SshTransport:
+        return cls(link.host, user=link.user, port=link.port, identity=link.identity, known_hosts=link.known_hosts,
+                   label=label)
+
+    @staticmethod
+    def identity(link: SshLink) -> dict[str, Any]:
+        return {"host": link.host}
+
+    @staticmethod
+    def discover() -> list[tuple[str, SshLink]]:
+        return []  # boards are declared in devices.toml, never found
+
+    @staticmethod
+    def link_for(ident: str) -> SshLink | None:
+        return None  # "ssh:HOST" is not a device name: a board needs its user, key and known_hosts declared
 
     def __init__(self, host: str, *, user: str | None = None, port: int | None = None, identity: str | None = None,
                  known_hosts: str | None = None, connect_timeout: int = 10, label: str | None = None) -> None:
@@ -133,6 +177,27 @@ class SshTransport(_Base):
 
 class AdbTransport(_Base):
     """Android Debug Bridge: ``adb -s SERIAL shell``; files with ``adb push`` (no shell involved)."""
+
+    Link = AdbLink
+    default_mode = "native"
+    default_workdir = "/data/local/tmp/edge"
+
+    @classmethod
+    def open(cls, link: AdbLink, label: str) -> AdbTransport:
+        return cls(link.serial, label=label)
+
+    @staticmethod
+    def identity(link: AdbLink) -> dict[str, Any]:
+        return {"serial": link.serial}
+
+    @staticmethod
+    def discover() -> list[tuple[str, AdbLink]]:
+        """Every phone ``adb devices`` reports, named ``adb:SERIAL``."""
+        return [(f"adb:{d['serial']}", AdbLink(d["serial"])) for d in adb_devices()]
+
+    @staticmethod
+    def link_for(ident: str) -> AdbLink | None:
+        return AdbLink(ident)  # adb:SERIAL names a phone the devices file does not
 
     def __init__(self, serial: str | None, *, adb: str = "adb", label: str | None = None) -> None:
         self.serial, self.adb = serial, adb
@@ -172,3 +237,10 @@ def adb_devices(adb: str = "adb") -> list[dict[str, str]]:
     except (OSError, subprocess.TimeoutExpired):
         return []
     return parse_adb_devices(proc.stdout) if proc.returncode == 0 else []
+
+
+# transport name (devices.toml's ``transport = ...``) -> its class: Link (its spec dataclass), open(link, label),
+# identity(link), discover(), link_for("SERIAL" of "adb:SERIAL"), default_mode, default_workdir
+TRANSPORTS: Registry[type] = Registry("transport")
+TRANSPORTS.register("ssh", SshTransport)
+TRANSPORTS.register("adb", AdbTransport)

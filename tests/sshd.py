@@ -75,24 +75,26 @@ class Sshd:
         self.proc.wait(timeout=10)
         self.proc = None
 
+    def table(self, name: str = "board", **kw) -> dict:
+        """The board's devices.toml table: this sshd, its throwaway key and known_hosts."""
+        return {"transport": "ssh", "host": "127.0.0.1", "port": self.port, "user": self.user,
+                "identity": str(self.root / "client_key"), "known_hosts": str(self.known_hosts),
+                "workdir": str(self.root / "workdir" / name), "python": sys._base_executable, **kw}
+
     def spec(self, name: str = "board", **kw):
         from device_bench.config import DeviceSpec
 
-        args = dict(name=name, transport="ssh", host="127.0.0.1", port=self.port, user=self.user,
-                    identity=str(self.root / "client_key"), known_hosts=str(self.known_hosts),
-                    workdir=str(self.root / "workdir" / name), python=sys._base_executable)
-        args.update(kw)
-        return DeviceSpec(**args)
+        return DeviceSpec.from_table(name, self.table(name, **kw))
 
     def toml(self, name: str = "board", **kw) -> str:
-        s = self.spec(name, **kw)
+        t = self.table(name, **kw)
         lines = [f"[devices.{name}]"]
-        for key in ("transport", "host", "port", "user", "identity", "known_hosts", "workdir", "python", "mode"):
-            v = getattr(s, key)
-            lines.append(f"{key} = {v}" if isinstance(v, int) else f"{key} = {str(v)!r}".replace("'", '"'))
-        if s.tools:
+        for key, v in t.items():
+            if key != "tools":
+                lines.append(f"{key} = {v}" if isinstance(v, int) else f"{key} = {str(v)!r}".replace("'", '"'))
+        if t.get("tools"):
             lines.append(f"[devices.{name}.tools]")
-            lines += [f"{k} = \"{v}\"" for k, v in s.tools.items()]
+            lines += [f"{k} = \"{v}\"" for k, v in t["tools"].items()]
         return "\n".join(lines) + "\n"
 
 

@@ -346,3 +346,21 @@ def test_report_flags_noisy_rows_and_gives_the_roofline():
     assert "100.0 ± 8.0 !cv 8%" in md and "100.0 ± 2.0 |" in md and "4.5 (22%)" in md
     data = json.loads(report([noisy], "json"))[0]["rows"][0]
     assert data["flags"] == "pp cv 8% > 5%; heated 35→52 °C" and data["pct_of_membw"] == pytest.approx(22.5)
+
+
+def test_transports_are_registered_strategies_with_their_own_keys(tmp_path):
+    """Each transport brings its spec's keys (an ssh key on an adb phone is refused, naming adb's keys), its
+    identity in the facts, and what it can name by itself (adb:SERIAL, never ssh:HOST)."""
+    from device_bench.config import DeviceSpec
+    from device_bench.transports import TRANSPORTS, AdbLink, SshLink
+
+    assert list(TRANSPORTS) == ["ssh", "adb"]
+    spec = DeviceSpec.from_table("pi5", {"transport": "ssh", "host": "pi5.local", "port": 2222})
+    assert spec.link == SshLink("pi5.local", port=2222) and spec.mode == "agent"
+    with pytest.raises(DeviceError, match=r"unknown key\(s\) host .*serial"):
+        DeviceSpec.from_table("p", {"transport": "adb", "host": "x"})
+    phone = get_device("adb:ABC123", tmp_path / "none.toml")
+    assert phone.spec.link == AdbLink("ABC123") and phone.spec.mode == "native"
+    assert TRANSPORTS.get("adb").identity(phone.spec.link) == {"serial": "ABC123"}
+    with pytest.raises(UnknownNameError):
+        get_device("ssh:somehost", tmp_path / "none.toml")

@@ -19,5 +19,6 @@ FAMILY = Family(
     runtime="converters.executorch.runtime:open_runtime",
     magic=(4, b"ET12"),                           # the program flatbuffer's file identifier, bytes 4..8
     native="converters.executorch.native:run",
+    native_tools=("llama_main",),
     notes="unscaled RoPE only",
 )

@@ -18,5 +18,6 @@ FAMILY = Family(
     runtime="converters.gguf.runtime:open_runtime",
     magic=(0, b"GGUF"),
     native="converters.gguf.native:run",
+    native_tools=("llama-bench", "llama-perplexity"),
     foreign="converters.gguf.facts:foreign_manifest",
 )

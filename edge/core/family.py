@@ -158,6 +158,7 @@ class Family:
     magic: tuple[int, bytes] | None = None    # (offset, bytes) that identify its artifact files
     folder_marker: str | None = None          # a file inside its artifact folders
     native: str | None = None                 # "module:attr" of its native adapter (devices without Python)
+    native_tools: tuple[str, ...] = ()        # the command-line tools that adapter runs (devices.toml [tools])
     foreign: str | None = None                # "module:attr" of manifest_for(path, sha256) for artifacts made
                                               # elsewhere (no manifest beside them); None: refused
     notes: str = ""                           # one line for `edge formats`
