@@ -6,7 +6,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,10 @@ class BenchConfig:
     cores: str = "all"                # "big": pin to the fastest cluster (taskset / sched_setaffinity)
 
     def job_config(self) -> JobConfig:
+        """The protocol settings a measuring process needs: the fields the two share, and the cooldown."""
+        shared = {f.name for f in fields(JobConfig)} & {f.name for f in fields(self)} - {"cooldown"}
         cooldown = None if self.cooldown is None else Cooldown(self.cooldown, self.cooldown_timeout_s)
-        return JobConfig(n_prompt=self.n_prompt, n_gen=self.n_gen, n_ttft=self.n_ttft, ctx=self.ctx, reps=self.reps,
-                         chunks=self.chunks, threads=self.threads, warmup=self.warmup, seed=self.seed, cooldown=cooldown)
+        return JobConfig(**{k: getattr(self, k) for k in shared}, cooldown=cooldown)
 
     def sha256(self, mode: str) -> str:
         """What makes two rows comparable: the protocol's settings and how the device ran them."""
