@@ -242,7 +242,26 @@ def demo(
     err.print(f"stored {len(results)} result(s) in {st.path}; `edge report -f md` prints them again")
 
 
+def _quiet_other_libraries() -> None:
+    """edge draws its own progress and says what matters in its own lines: the progress bars, log lines and
+    deprecation warnings of the libraries it drives (transformers, torch, torchao, ExecuTorch) are not
+    shown, here or in the processes edge starts (EDGE_DEBUG=1 shows them)."""
+    if os.environ.get("EDGE_DEBUG"):
+        return
+    import logging
+    import warnings
+
+    for var, value in (("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                       ("TQDM_DISABLE", "1"), ("PYTHONWARNINGS", "ignore::FutureWarning,ignore::UserWarning")):
+        os.environ.setdefault(var, value)
+    for name in ("torch", "torch.utils._pytree", "torchao", "transformers", "executorch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
 def main() -> None:
+    _quiet_other_libraries()
     app()
 
 

@@ -86,8 +86,8 @@ def _convert_family(family: Family, conv: Converter, ctx: ConvertContext, reques
         if is_ref:
             reference = art
             if not asked:
-                ctx.progress.note(f"also wrote {final.name}: the verified {family.name} reference that the other "
-                                  "formats are compared with (and, for GGUF, quantized from)")
+                ctx.progress.note(f"also wrote {final.name}: the verified {family.name} reference that the family's "
+                                  "other formats are made from or compared with")
     return out
 
 
