@@ -6,7 +6,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,9 @@ from edge.artifacts import Artifact, open_artifact
 from edge.datasets import load_dataset
 from edge.core.errors import DeviceError, EdgeError
 from edge.core.family import FAMILIES
+from edge.core.fsutil import atomic_path
+from edge.core.paths import cache_dir
+from edge.measure.reference import PROTOCOL as REFERENCE_PROTOCOL, SourceReference
 from edge.core.jobs import Cooldown, Job, JobConfig, JobResult, QualityJob
 from edge.core.progress import NULL, Progress
 from edge.metrics import METRICS
@@ -47,25 +50,57 @@ class BenchConfig:
 
     def sha256(self, mode: str) -> str:
         """What makes two rows comparable: the protocol's settings and how the device ran them."""
-        return hashlib.sha256(json.dumps([asdict(self), mode], sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps([asdict(self), mode, "source-reference", REFERENCE_PROTOCOL],
+                                         sort_keys=True).encode()).hexdigest()
 
 
-@dataclass
-class Plan:
-    order: list[Artifact]            # references first
-    refs: dict[Path, Path]           # artifact -> the reference it is compared with (when that file exists)
+Sources = dict[Path, "SourceReference | None"]   # artifact -> the source reference it is compared with
 
 
-def plan(artifacts: list[Artifact]) -> Plan:
-    refs = {a.path: a.reference_path.resolve() for a in artifacts
-            if a.reference_path is not None and a.reference_path.exists()}
-    order = sorted(artifacts, key=lambda a: (a.manifest.reference is not None, a.path.name))
-    return Plan(order, refs)
+def _source_candidate(art: Artifact, source: Path | None) -> Path | None:
+    if source is not None:
+        return source
+    path = art.manifest.source.get("path")
+    return Path(path) if path and Path(path).is_dir() else None
 
 
-def _row(run: Run, device: Device, art: Artifact, result: JobResult, cfg: BenchConfig, dataset, ref_sha: str | None,
-         conditions: dict[str, Any]) -> Result:
-    q = result.quality or {}
+def source_references(arts: list[Artifact], data, cfg: BenchConfig, source: Path | None,
+                      progress: Progress) -> Sources:
+    """The source checkpoint's reference for each artifact (``edge.measure.reference``), computed once per
+    source and cached: the checkpoint the manifest names (or ``source``), checked by its content hash."""
+    from edge.core.checkpoint import Checkpoint
+    from edge.measure.reference import source_reference
+
+    out: Sources = {}
+    hashes: dict[Path, str] = {}
+    refs: dict[tuple[Path, str], SourceReference] = {}
+    for art in arts:
+        want = art.manifest.source.get("content_sha256")
+        path = _source_candidate(art, source)
+        if path is None:
+            progress.note(f"{art.path.name}: its source checkpoint {art.manifest.source.get('path') or '(none recorded)'} "
+                          "is not here: perplexity on the runtime's own tokens, no KL divergence (give --source)")
+            out[art.path] = None
+            continue
+        if path not in hashes:
+            progress.start(f"hashing the source checkpoint {path.name}")
+            hashes[path] = Checkpoint.open(path).content_hash()
+        if want and hashes[path] != want:
+            raise EdgeError(f"{path} is not the checkpoint {art.path.name} was converted from (its content hash "
+                            "differs from the manifest's): give the original with --source")
+        if (path, hashes[path]) not in refs:
+            refs[path, hashes[path]] = source_reference(path, data.text, data.sha256, cfg.ctx, cfg.chunks, cache_dir(),
+                                                        _events(progress, f"reference {path.name}"), hashes[path])
+            progress.note(refs[path, hashes[path]].summary())
+        out[art.path] = refs[path, hashes[path]]
+    return out
+
+
+def _row(run: Run, device: Device, art: Artifact, result: JobResult, cfg: BenchConfig, dataset,
+         ref: SourceReference | None, conditions: dict[str, Any]) -> Result:
+    q = dict(result.quality or {})
+    if q and ref is not None and q.get("kld_mean") is not None:
+        q.update(reference=ref.meta["label"], reference_key=ref.key)
     res = result.to_json()
     m = art.manifest
     facts = device.facts()
@@ -75,25 +110,32 @@ def _row(run: Run, device: Device, art: Artifact, result: JobResult, cfg: BenchC
         **{f.key: measured[f.source].get(f.key) for f in METRICS if f.source},
         run_id=run.id or 0, device=device.name, model=art.model, format=art.format, artifact_path=str(art.path),
         artifact_sha256=m.sha256, size_bytes=m.size_bytes, source_sha256=m.source.get("content_sha256"),
-        reference_sha256=ref_sha, bits_per_weight=m.bits_per_weight, parameter_count=m.parameter_count,
+        reference_sha256=q.get("reference_key"), bits_per_weight=m.bits_per_weight, parameter_count=m.parameter_count,
         reps=cfg.reps, n_prompt=cfg.n_prompt, n_gen=cfg.n_gen, dataset=dataset.name if q else None,
         dataset_sha256=dataset.sha256 if q else None, quality=q,
-        raw={**{k: v for k, v in res.items() if k != "quality"}, "roofline": roof},
+        raw={**{k: v for k, v in res.items() if k != "quality"}, "roofline": roof,
+             "protocol": {"n_ttft": cfg.n_ttft, "threads": cfg.threads, "warmup": cfg.warmup, "seed": cfg.seed,
+                          "cooldown": cfg.cooldown, "cores": cfg.cores}},
         config_sha256=cfg.sha256(facts.get("mode", "agent")), conditions=conditions,
         membw_gbs=facts.get("membw_gbs"), decode_gbs=roof.get("decode_gbs"))
 
 
 def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, config: BenchConfig | None = None,
           dataset: str | Path | None = None, store: Store | None = None, progress: Progress = NULL,
-          devices_file: Path | None = None, resume: bool = True) -> list[Result]:
+          devices_file: Path | None = None, resume: bool = True, source: str | Path | None = None) -> list[Result]:
     """Measure ``artifacts`` on each device (``local``, a name from devices.toml, ``adb:SERIAL``) and store a
-    row per artifact as soon as it is measured. With ``resume``, rows already in the store for the same
-    artifact, device, settings and text are kept and not measured again, so an interrupted run goes on
-    where it stopped; ``resume=False`` measures everything again."""
+    row per artifact as soon as it is measured. Quality is scored on the source checkpoint's tokens and
+    compared with the source checkpoint itself (``source``: its folder, when not where the manifests say).
+    With ``resume``, rows already in the store for the same artifact, device, settings and text are kept
+    and not measured again, so an interrupted run goes on where it stopped; ``resume=False`` measures
+    everything again."""
     cfg = config or BenchConfig()
     if cfg.cores not in ("all", "big"):
         raise EdgeError(f"--cores must be all or big, not {cfg.cores!r}")
-    the_plan = plan([open_artifact(a, progress) for a in artifacts])
+    source_dir = None if source is None else Path(source).expanduser()
+    if source_dir is not None and not source_dir.is_dir():
+        raise EdgeError(f"--source {source_dir}: not a checkpoint folder")
+    arts = [open_artifact(a, progress) for a in artifacts]
     data = load_dataset(dataset) if cfg.quality else None
     targets = [get_device(d, devices_file) for d in devices or ["local"]]  # unknown names fail before any work
     own_store = store is None
@@ -102,10 +144,14 @@ def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, conf
     workdir = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     try:
         text_file = workdir / "eval.txt"
+        refs: Sources | None = None
         if data:
             text_file.write_text(data.text, encoding="utf-8")
         for device in targets:
-            results += _bench_device(device, the_plan, cfg, data, text_file, store, progress, resume)
+            todo = _todo(device, arts, cfg, data, store, progress, resume)
+            if data and refs is None and todo:
+                refs = source_references(arts, data, cfg, source_dir, progress)
+            results += _bench_device(device, arts, todo, cfg, data, text_file, refs or {}, store, progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if own_store:
@@ -135,81 +181,95 @@ def _check_fits(device: Device, order: list[Artifact], facts: dict[str, Any]) ->
                               f"{_size(avail)} of RAM available")
 
 
-def _done(device: Device, order: list[Artifact], store: Store, cfg_sha: str, data_sha: str | None,
-          progress: Progress) -> dict[Path, Result]:
-    """Rows already measured for these artifacts on this device with these settings and text (kept)."""
-    done = {art.path: row for art in order
-            if (row := store.find_done(device.name, art.manifest.sha256, cfg_sha, data_sha)) is not None}
-    for art in order:
-        if art.path in done:
-            progress.note(f"{device.name} {art.format}: already measured with these settings (row {done[art.path].id}); kept")
-    return done
-
-
-def _bench_device(device: Device, the_plan: Plan, cfg: BenchConfig, data, text_file: Path,
-                  store: Store, progress: Progress, resume: bool) -> list[Result]:
-    order, refs = the_plan.order, the_plan.refs
+def _todo(device: Device, arts: list[Artifact], cfg: BenchConfig, data, store: Store, progress: Progress,
+          resume: bool) -> dict[Path, Result | None]:
+    """Each artifact's row already measured on this device with these settings and text (kept), or None."""
     progress.start(f"{device.name}: reading the device's facts")
     facts = device.facts()
-    _check_fits(device, order, facts)
-    data_sha = data.sha256 if data else None
-    done = _done(device, order, store, cfg.sha256(facts.get("mode", "agent")), data_sha, progress) if resume else {}
-    todo = [a for a in order if a.path not in done]
-    if not todo:
-        return [done[a.path] for a in order]
-    # references whose log-probs a remaining artifact needs but that are not measured again
-    needed = {refs[a.path] for a in todo if a.path in refs}
-    log_prob_only = sorted(needed - {a.path for a in todo})
+    _check_fits(device, arts, facts)
+    cfg_sha = cfg.sha256(facts.get("mode", "agent"))
+    out: dict[Path, Result | None] = {}
+    for art in arts:
+        row = store.find_done(device.name, art.manifest.sha256, cfg_sha, data.sha256 if data else None) if resume else None
+        if row is not None:
+            progress.note(f"{device.name} {art.format}: already measured with these settings (row {row.id}); kept")
+        out[art.path] = row
+    return out
+
+
+@dataclass
+class Placed:
+    """What one device holds of the quality protocol: the text and, per source reference, its tokens and log-probs."""
+
+    device: Device
+    mode: str
+    text: str | None = None
+    files: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def file(self, key: tuple[str, str], local: Path, digest: str | None, progress: Progress, what: str) -> str:
+        if key not in self.files:
+            progress.start(f"{self.device.name}: placing {what}", total=local.stat().st_size)
+            self.files[key] = self.device.place(local, digest, lambda n: progress.update(advance=n))
+        return self.files[key]
+
+    def quality_job(self, art: Artifact, ref: SourceReference | None, progress: Progress) -> QualityJob:
+        if ref is None:
+            return QualityJob(self.text)
+        tokens = self.file((ref.key, "tokens"), ref.tokens, None, progress, "the evaluation tokens")
+        job = QualityJob(self.text, tokens_file=tokens, tokens_sha256=ref.meta["stream_sha256"], bos=ref.meta["bos"])
+        if self.mode != "native":
+            job.base_in = self.file((ref.key, "logprobs"), ref.logprobs, ref.meta.get("logprobs_sha256"), progress,
+                                    "the source reference's log-probs")
+        elif FAMILIES.get(art.family).native_reference:
+            local = native_reference_file(ref, art.family)
+            job.base_in = self.file((ref.key, art.family), local, None, progress,
+                                    f"the source reference for {art.family} native tools")
+        return job
+
+
+def native_reference_file(ref: SourceReference, family: str) -> Path:
+    """The source reference in a family's native tool format (llama-perplexity's KL base), made once in the cache."""
+    out = ref.folder / f"native-{family}.bin"
+    if not out.exists():
+        write = FAMILIES.get(family).load("native_reference")
+        with atomic_path(out) as tmp:
+            write(ref.logprobs, ref.stream.ids, ref.meta["ctx"], ref.meta["chunks"], ref.meta["n_vocab"], tmp)
+    return out
+
+
+def _bench_device(device: Device, arts: list[Artifact], todo: dict[Path, Result | None], cfg: BenchConfig, data,
+                  text_file: Path, refs: Sources, store: Store, progress: Progress) -> list[Result]:
+    results: dict[Path, Result] = {p: r for p, r in todo.items() if r is not None}
+    pending = [a for a in arts if a.path not in results]
+    if not pending:
+        return [results[a.path] for a in arts]
+    facts = device.facts()
     run = store.start_run(Run(device=device.name, device_facts=facts, config=asdict(cfg),
                               tools=tool_versions(*dict.fromkeys(d for f in FAMILIES.values() for d in f.tools), "numpy"),
-                              dataset=data.name if data else None, dataset_sha256=data_sha))
-    remote_text = None
-    base_files: dict[Path, str] = {}
-    results: dict[Path, Result] = dict(done)
+                              dataset=data.name if data else None, dataset_sha256=data.sha256 if data else None))
+    placed = Placed(device, facts.get("mode", "agent"))
     status = "failed"
     try:
         if data:
-            remote_text = device.place(text_file)
-        for ref in log_prob_only:
-            if data:
-                art = open_artifact(ref, progress)
-                base_files[ref] = device.scratch(f"base-{art.manifest.sha256[:16]}.logits")
-                _run_one(device, art, cfg, remote_text, None, base_files[ref], progress, perf=False, facts=facts)
-        for art in todo:
-            base_in = base_out = None
-            if data:
-                ref = refs.get(art.path)
-                if art.manifest.reference is None:
-                    base_files[art.path] = base_out = device.scratch(f"base-{art.manifest.sha256[:16]}.logits")
-                elif ref is not None and ref in base_files:
-                    base_in = base_files[ref]
-                elif ref is None:
-                    progress.note(f"{art.path.name}: its reference {art.manifest.reference['artifact']} is not "
-                                  "beside it; perplexity only, no KL divergence")
+            placed.text = device.place(text_file)
+        for art in pending:
+            ref = refs.get(art.path)
+            quality = placed.quality_job(art, ref, progress) if data else None
             before = device.conditions()
-            res = _run_one(device, art, cfg, remote_text, base_in, base_out, progress, perf=True, facts=facts)
+            res = _run_one(device, art, cfg, quality, progress, facts=facts)
             conditions = {"before": before, "after": device.conditions()}
-            ref_sha = art.manifest.reference["sha256"] if base_in else None
-            results[art.path] = store.add_result(_row(run, device, art, res, cfg, data, ref_sha, conditions))
+            results[art.path] = store.add_result(_row(run, device, art, res, cfg, data, ref, conditions))
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
         store.finish_run(run, status)
-    return [results[a.path] for a in order]
+    return [results[a.path] for a in arts]
 
 
-def _run_one(device: Device, art: Artifact, cfg: BenchConfig, text_file: str | None, base_in: str | None,
-             base_out: str | None, progress: Progress, *, perf: bool, facts: dict[str, Any]) -> JobResult:
-    label = f"{device.name} {art.format}"
-    progress.start(f"{label}: placing the artifact on the device", total=art.manifest.size_bytes)
-    where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
-    job = Job(family=art.family, artifact=where, config=cfg.job_config(), perf=perf, cpus=pinned_cpus(cfg, facts),
-              tokenizer=None if art.tokenizer_path is None else device.place(art.tokenizer_path),
-              quality=None if text_file is None else QualityJob(text_file, base_in=base_in, base_out=base_out))
-    progress.start(f"{label}: starting")
-
+def _events(progress: Progress, label: str):
+    """A measuring process's progress events (``{"stage", "done", "total"}``) as progress bars."""
     def on_event(ev: dict[str, Any]) -> None:
         stage = ev.get("stage", "")
         if "total" not in ev:
@@ -218,5 +278,15 @@ def _run_one(device: Device, art: Artifact, cfg: BenchConfig, text_file: str | N
         if ev.get("done") == 0:
             progress.start(f"{label}: {stage}", total=ev["total"])
         progress.update(ev["done"], description=f"{label}: {stage}")
+    return on_event
 
-    return device.run_job(job, on_event)
+
+def _run_one(device: Device, art: Artifact, cfg: BenchConfig, quality: QualityJob | None, progress: Progress, *,
+             facts: dict[str, Any]) -> JobResult:
+    label = f"{device.name} {art.format}"
+    progress.start(f"{label}: placing the artifact on the device", total=art.manifest.size_bytes)
+    where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
+    job = Job(family=art.family, artifact=where, config=cfg.job_config(), cpus=pinned_cpus(cfg, facts),
+              tokenizer=None if art.tokenizer_path is None else device.place(art.tokenizer_path), quality=quality)
+    progress.start(f"{label}: starting")
+    return device.run_job(job, _events(progress, label))

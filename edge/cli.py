@@ -120,11 +120,13 @@ def bench(
     cooldown_wait: Annotated[float, typer.Option("--cooldown-wait", min=0, help="Longest wait for --cooldown before a repetition, seconds (the wait and whether the threshold was reached are stored).")] = 300,
     cores: Annotated[str, typer.Option("--cores", help="all, or big: pin to the fastest CPU cluster (big.LITTLE phones and boards).")] = "all",
     resume: Annotated[bool, typer.Option("--resume/--again", help="Keep rows already measured with the same artifact, device, settings and text (--again measures them anew).")] = True,
+    source: Annotated[Optional[Path], typer.Option("--source", help="The Hugging Face checkpoint the artifacts were converted from, when it is no longer where their manifests say (checked by content hash).")] = None,
     store: StoreOpt = None,
     devices_file: DevicesFileOpt = None,
 ) -> None:
     """Measure artifacts: load time, pp512 and tg128 tokens/s (mean ± stddev), time to first token,
-    peak memory, perplexity, and KL divergence / same-top % / Δp against the unquantized reference,
+    peak memory, perplexity, and KL divergence / same-top % / Δp / ΔPPL against the source checkpoint
+    itself (transformers fp32, computed once and cached) on one token stream for every family,
     plus the decode roofline (GB/s read per second and its % of the device's measured bandwidth).
 
     Each artifact runs in a fresh process; its row is stored as soon as it finishes, with the device's
@@ -143,7 +145,7 @@ def bench(
     with _progress() as p:
         st = _run(api.Store, store)
         results = _run(api.bench, artifacts, devices=devices, config=cfg, dataset=dataset, store=st, progress=p,
-                       devices_file=devices_file, resume=resume)
+                       devices_file=devices_file, resume=resume, source=source)
     _print_report(results, "table")
     err.print(f"stored {len(results)} result(s) in {st.path}")
 

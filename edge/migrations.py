@@ -59,4 +59,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE results ADD COLUMN decode_gbs REAL;
         CREATE INDEX results_done ON results(device, artifact_sha256, config_sha256, dataset_sha256);
     """),
+    ("003_source_reference_and_uncertainty", """
+        ALTER TABLE results ADD COLUMN kld_99 REAL;
+        ALTER TABLE results ADD COLUMN kld_99_9 REAL;
+        ALTER TABLE results ADD COLUMN kld_max REAL;
+        ALTER TABLE results ADD COLUMN same_top_unc REAL;
+        ALTER TABLE results ADD COLUMN ppl_base REAL;
+        ALTER TABLE results ADD COLUMN ln_ppl_ratio REAL;
+        ALTER TABLE results ADD COLUMN ln_ppl_ratio_unc REAL;
+        ALTER TABLE results ADD COLUMN tokens_sha256 TEXT;
+    """),
 ]

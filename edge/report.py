@@ -1,10 +1,13 @@
-"""The device × format matrix: the store's latest result per (model, device, format), pivoted.
+"""The device × format matrix: the store's latest result per (device, format), pivoted — one matrix per
+model, text, token stream, reference and protocol, so rows measured under different settings are never
+pivoted together; each matrix's header states its protocol.
 
 Rows are formats (most bits first); for each device the columns are size, bits per weight, prefill
-and decode tokens/s (flagged "!cv" when repetitions vary more than 5 %), peak memory, the decode
-roofline (GB/s read and its % of the device's measured bandwidth), perplexity, KL divergence and
-same-top-token %. Renderers: rich
-table, Markdown, CSV, JSON.
+and decode tokens/s and TTFT (mean ± stddev over n repetitions, flagged "!cv" when they vary more than
+5 %), peak memory, the decode roofline (GB/s read and its % of the device's measured bandwidth),
+perplexity ± its standard error, ΔPPL % against the source checkpoint with the paired uncertainty,
+KL divergence ± with its 99th / 99.9th percentile and maximum, same-top-token % ± and RMS Δp.
+Renderers: rich table, Markdown, CSV, JSON.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,22 @@ class Matrix:
     devices: list[str]
     formats: list[str]
     cells: dict[tuple[str, str], Result] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def header(self) -> str:
+        """One line: the text, token stream, reference and settings every row of this matrix shares."""
+        p = self.protocol
+        parts = [f"text {self.dataset or 'none'}"]
+        if p.get("chunks"):
+            parts.append(f"ctx {p['ctx']} × {p['chunks']} chunks ({p.get('tokens_scored')} tokens scored, "
+                         f"tokens {str(p.get('tokens_sha256') or 'unrecorded')[:12]})")
+        parts.append(f"pp{p.get('n_prompt')} / tg{p.get('n_gen')} / TTFT {p.get('n_ttft', '?')} tokens, "
+                     f"{p.get('reps')} reps, threads {p.get('threads') or 'all cores'}")
+        if p.get("reference"):
+            parts.append(f"KLD vs {p['reference']} (PPL {p['ppl_base']:.3f} ± {p['ppl_base_unc']:.3f})")
+        elif p.get("chunks"):
+            parts.append("no reference: KLD not measured")
+        return " · ".join(parts)
 
 
 def _mib(b: float | None) -> str:
@@ -43,14 +63,37 @@ def _cv(v: float | None, s: float | None) -> float | None:
     return None if not v or s is None else s / v
 
 
-def _pm(v: float | None, s: float | None, digits: int = 1) -> str:
+def _pm(v: float | None, s: float | None, n: int | None, digits: int = 1, scale: float = 1.0) -> str:
+    """mean ± stddev (n/a with one repetition: no spread to show), flagged when the cv is over the limit."""
     if v is None:
         return ""
+    if n == 1:
+        return f"{v * scale:.{digits}f} ± n/a"
     if s is None:
-        return f"{v:.{digits}f}"
+        return f"{v * scale:.{digits}f}"
     cv = _cv(v, s)
     flag = f" !cv {100 * cv:.0f}%" if cv is not None and cv > CV_LIMIT else ""
-    return f"{v:.{digits}f} ± {s:.{digits}f}{flag}"
+    return f"{v * scale:.{digits}f} ± {s * scale:.{digits}f}{flag}"
+
+
+def ppl_delta_pct(r: Result) -> tuple[float, float] | tuple[None, None]:
+    """ΔPPL % against the source from ln(PPL/PPL_source), and its paired uncertainty (llama-perplexity's)."""
+    if r.ln_ppl_ratio is None:
+        return None, None
+    ratio = math.exp(r.ln_ppl_ratio)
+    return 100 * (ratio - 1), 100 * ratio * (r.ln_ppl_ratio_unc or 0.0)
+
+
+def _pair(v: float | None, u: float | None, spec: str, scale: float = 1.0) -> str:
+    if v is None:
+        return ""
+    return f"{format(v * scale, spec)}" + ("" if u is None else f" ± {format(u * scale, spec.lstrip('+'))}")
+
+
+def _tail(r: Result) -> str:
+    if r.kld_99 is None:
+        return ""
+    return f"{r.kld_99:.4f} / {r.kld_99_9:.4f} / {r.kld_max:.3f}"
 
 
 def pct_of_membw(r: Result) -> float | None:
@@ -67,7 +110,7 @@ def _roof(r: Result) -> str:
 def flags(r: Result) -> list[str]:
     """Why a row's speed should not be trusted as is: noisy repetitions, a device that heated up."""
     out = []
-    for name, v, s in (("pp", r.pp_tps, r.pp_tps_std), ("tg", r.tg_tps, r.tg_tps_std)):
+    for name, v, s in (("pp", r.pp_tps, r.pp_tps_std), ("tg", r.tg_tps, r.tg_tps_std), ("ttft", r.ttft_s, r.ttft_s_std)):
         cv = _cv(v, s)
         if cv is not None and cv > CV_LIMIT:
             out.append(f"{name} cv {100 * cv:.0f}% > {100 * CV_LIMIT:.0f}%")
@@ -81,9 +124,15 @@ def flags(r: Result) -> list[str]:
 # the cell formatters the metrics table names, each (row, the metric's key) → text
 CELLS: dict[str, Callable[[Result, str], str]] = {
     "mib": lambda r, k: _mib(getattr(r, k)),
-    "pm": lambda r, k: _pm(getattr(r, k), getattr(r, f"{k}_std")),
+    "pm": lambda r, k: _pm(getattr(r, k), getattr(r, f"{k}_std"), r.reps),
+    "ms": lambda r, k: _pm(getattr(r, k), getattr(r, f"{k}_std"), r.reps, digits=1, scale=1000),
     "roof": lambda r, k: _roof(r),
     "pct": lambda r, k: "" if getattr(r, k) is None else f"{100 * getattr(r, k):.2f}",
+    "ppl": lambda r, k: _pair(r.ppl, r.ppl_unc, ".3f"),
+    "dppl": lambda r, k: _pair(*ppl_delta_pct(r), "+.2f"),
+    "kld": lambda r, k: _pair(r.kld_mean, r.kld_unc, ".5f"),
+    "tail": lambda r, k: _tail(r),
+    "top": lambda r, k: _pair(r.same_top, r.same_top_unc, ".2f", 100),
 }
 
 
@@ -108,21 +157,35 @@ _DERIVED_AT = RECORD_KEYS.index("membw_gbs") + 1  # the computed fields follow t
 
 def _derived(r: Result) -> dict[str, Any]:
     cond = r.conditions or {}
+    delta, delta_unc = ppl_delta_pct(r)
     return {"pct_of_membw": pct_of_membw(r), "flags": "; ".join(flags(r)),
+            "ppl_delta_pct": delta, "ppl_delta_pct_unc": delta_unc, "reference": (r.quality or {}).get("reference"),
             "max_temp_c_before": (cond.get("before") or {}).get("max_temp_c"),
             "max_temp_c_after": (cond.get("after") or {}).get("max_temp_c")}
 
 
+def protocol(r: Result) -> dict[str, Any]:
+    """What a row was measured with that another row must share to sit in the same matrix."""
+    q = r.quality or {}
+    p = {"ctx": r.ctx, "chunks": r.chunks, "n_prompt": r.n_prompt, "n_gen": r.n_gen, "reps": r.reps,
+         **((r.raw or {}).get("protocol") or {}), "tokens_sha256": r.tokens_sha256,
+         "reference_sha256": r.reference_sha256, "tokens_scored": q.get("tokens_scored")}
+    if r.reference_sha256:
+        p.update(reference=q.get("reference"), ppl_base=r.ppl_base, ppl_base_unc=q.get("ppl_base_unc") or 0.0)
+    return p
+
+
 def build_matrices(results: list[Result]) -> list[Matrix]:
-    latest: dict[tuple[str, str | None], dict[tuple[str, str], Result]] = {}
-    for r in results:  # ordered by id: later rows replace earlier ones
-        latest.setdefault((r.model, r.dataset), {})[(r.format, r.device)] = r
+    latest: dict[str, tuple[Result, dict[tuple[str, str], Result]]] = {}
+    for r in results:  # ordered by id: later rows replace earlier ones measured the same way
+        key = json.dumps([r.model, r.dataset, protocol(r)], sort_keys=True, default=str)
+        latest.setdefault(key, (r, {}))[1][(r.format, r.device)] = r
     out = []
-    for (model, dataset), cells in latest.items():
+    for first, cells in latest.values():
         devices = sorted({d for _, d in cells}, key=lambda d: (d != "local", d))
         bpw = {f: r.bits_per_weight or 0 for (f, _), r in cells.items()}
         formats = sorted({f for f, _ in cells}, key=lambda f: (-bpw[f], f))
-        out.append(Matrix(model, dataset, devices, formats, cells))
+        out.append(Matrix(first.model, first.dataset, devices, formats, cells, protocol(first)))
     return out
 
 
@@ -150,7 +213,7 @@ def render_table(matrices: list[Matrix]):
     tables = []
     for m in matrices:
         heads = _headers(m)
-        t = Table(title=f"{m.model} — device × format (text: {m.dataset or 'none'})", title_justify="left")
+        t = Table(title=f"{m.model} — device × format\n{m.header()}", title_justify="left")
         t.add_column("format", style="bold")
         for d in m.devices:
             for i, h in enumerate(heads):
@@ -170,7 +233,7 @@ def render_markdown(matrices: list[Matrix]) -> str:
     for m in matrices:
         heads = _headers(m)
         cols = ["format"] + [f"{d} {h}" if len(m.devices) > 1 else h for d in m.devices for h in heads]
-        lines = [f"### {m.model} (text: {m.dataset or 'none'})", "", "| " + " | ".join(cols) + " |",
+        lines = [f"### {m.model}", "", m.header(), "", "| " + " | ".join(cols) + " |",
                  "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
         for f in m.formats:
             cells = [f"`{f}`"]
@@ -193,8 +256,9 @@ def render_csv(matrices: list[Matrix]) -> str:
 
 
 def render_json(matrices: list[Matrix]) -> str:
-    return json.dumps([{"model": m.model, "dataset": m.dataset, "devices": m.devices, "formats": m.formats,
-                        "rows": _records(m)} for m in matrices], indent=2) + "\n"
+    return json.dumps([{"model": m.model, "dataset": m.dataset, "protocol": m.protocol, "header": m.header(),
+                        "devices": m.devices, "formats": m.formats, "rows": _records(m)} for m in matrices],
+                      indent=2) + "\n"
 
 
 RENDERERS: Registry[Callable[[list[Matrix]], Any]] = Registry("report format")

@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import math
+import re
 import sqlite3
 
 import pytest
@@ -15,6 +17,7 @@ from edge.migrations import MIGRATIONS
 from edge.core.progress import Progress
 from edge.report import build_matrices, report
 from edge.store import Store
+from edge.measure.tokens import digest
 from ppl_reference import transformers_ppl
 
 CFG = BenchConfig(reps=2, n_prompt=128, n_gen=16, n_ttft=32, chunks=3)
@@ -38,13 +41,29 @@ def test_bench_measures_every_artifact(benched, tiny_artifacts):
         assert 20 * 2**20 < r.peak_rss_bytes < 8 * 2**30
         assert r.chunks == 3 and r.ctx == 512 and r.quality["tokens_scored"] == 3 * 255
         assert r.ppl > 1
-    ref = rows["gguf:f16"]
-    assert ref.kld_mean is None and ref.reference_sha256 is None
-    q8, q4 = rows["gguf:q8_0"], rows["gguf:q4_0"]
-    assert q8.reference_sha256 == ref.artifact_sha256
-    assert 0 < q8.kld_mean < q4.kld_mean
+    # every row is compared with the source checkpoint itself, on one token stream
+    assert len({r.reference_sha256 for r in rows.values()}) == 1 and rows["gguf:f16"].reference_sha256
+    assert len({r.tokens_sha256 for r in rows.values()}) == 1
+    f16, q8, q4 = rows["gguf:f16"], rows["gguf:q8_0"], rows["gguf:q4_0"]
+    assert 0 < f16.kld_mean < 1e-3 < q4.kld_mean  # f16 GGUF vs the fp32 source: what llama.cpp's f16 path costs
+    assert f16.kld_mean < q8.kld_mean < q4.kld_mean
     assert q8.same_top >= q4.same_top
-    assert q8.quality["ppl_base"] == pytest.approx(ref.ppl, rel=1e-3)  # the base is the f16 row's own numbers
+    assert len({round(r.ppl_base, 9) for r in rows.values()}) == 1
+    assert q4.ln_ppl_ratio == pytest.approx(math.log(q4.ppl / q4.ppl_base), abs=1e-9) and q4.ln_ppl_ratio_unc > 0
+    assert q4.kld_99_9 >= q4.kld_99 >= q4.kld_mean * 0 and q4.kld_max >= q4.kld_99_9
+
+
+def test_source_reference_is_transformers_on_llama_cpp_s_tokens(benched, tiny):
+    """The reference's perplexity equals transformers' own (independent oracle) on the tokens llama.cpp
+    itself makes of the text (parse_special off), and every row scored those tokens."""
+    _, rows = benched
+    f16 = rows["gguf:f16"]
+    with LlamaModel(f16.artifact_path) as m:
+        tokens = m.tokenize(load_dataset("pydoc").text, add_special=True)
+        bos = m.bos if m.add_bos else None
+    assert f16.tokens_sha256 == digest(tokens[: 3 * 512])
+    expected = transformers_ppl(tiny("llama", "bpe"), tokens, 512, 3, bos)
+    assert f16.ppl_base == pytest.approx(expected, rel=1e-4)
 
 
 def test_f16_perplexity_equals_transformers(benched, tiny):
@@ -84,6 +103,37 @@ def test_report_renders_the_matrix(benched):
     assert "gguf:q8_0" in console.export_text()
 
 
+def test_matrix_gives_uncertainties_and_states_its_protocol(benched):
+    store, rows = benched
+    results = store.results()
+    md = report(results, "md")
+    assert "ctx 512 × 3 chunks (765 tokens scored" in md and "2 reps" in md and "KLD vs source checkpoint" in md
+    q4 = rows["gguf:q4_0"]
+    line = next(ln for ln in md.splitlines() if "`gguf:q4_0`" in ln)
+    assert f"{q4.ppl:.3f} ± {q4.ppl_unc:.3f}" in line and f"{q4.kld_mean:.5f} ± {q4.kld_unc:.5f}" in line
+    assert f"{100 * q4.same_top:.2f} ± {100 * q4.same_top_unc:.2f}" in line and "(n=2)" in md
+    rec = {r["format"]: r for r in json.loads(report(results, "json"))[0]["rows"]}["gguf:q4_0"]
+    assert rec["ppl_delta_pct"] == pytest.approx(100 * (q4.ppl / q4.ppl_base - 1), rel=1e-6)
+    assert rec["ppl_delta_pct_unc"] > 0 and rec["kld_99"] <= rec["kld_99_9"] <= rec["kld_max"]
+    parsed = list(csv.DictReader(io.StringIO(report(results, "csv"))))
+    assert {"ppl_unc", "kld_unc", "kld_99", "kld_99_9", "kld_max", "same_top_unc", "delta_p_rms", "ttft_s_std",
+            "tokens_sha256", "reps", "ppl_delta_pct_unc"} <= set(parsed[0])
+
+
+def test_rows_measured_with_other_settings_are_not_pivoted_together(benched, tiny_artifacts, tmp_path):
+    store, rows = benched
+    [other] = bench([tiny_artifacts["q8_0"]], config=BenchConfig(reps=1, n_prompt=64, n_gen=8, n_ttft=8, chunks=2),
+                    store=store)
+    matrices = build_matrices(store.results())
+    assert len(matrices) == 2  # the later row does not replace the q8_0 cell measured with 3 chunks, 2 reps
+    first, second = matrices
+    assert first.cells[("gguf:q8_0", "local")].id == rows["gguf:q8_0"].id
+    assert second.formats == ["gguf:q8_0"] and second.protocol["chunks"] == 2
+    md = report(store.results(), "md")
+    line = [ln for ln in md.splitlines() if "`gguf:q8_0`" in ln][1]
+    assert "± n/a" in line and not re.search(r"± 0\.0+ ", line)  # one repetition has no spread to show
+
+
 def test_interrupted_bench_keeps_finished_rows(tiny_artifacts, tmp_path):
     class StopOnSecond(Progress):
         def start(self, description, total=None):
@@ -98,7 +148,7 @@ def test_interrupted_bench_keeps_finished_rows(tiny_artifacts, tmp_path):
 
 
 def test_quantized_artifact_alone_still_gets_kld(tiny_artifacts, tmp_path):
-    """The reference named in the manifest is run for its log-probs only; it gets no row."""
+    """The source checkpoint is the reference: no float artifact needs to be benched beside it."""
     store = Store(tmp_path / "r.sqlite")
     [row] = bench([tiny_artifacts["q4_0"]], config=BenchConfig(reps=1, n_prompt=64, n_gen=8, n_ttft=8, chunks=2),
                   store=store)
@@ -171,9 +221,9 @@ def test_jobs_cross_the_process_boundary_typed_and_versioned(tmp_path):
 
     from device_bench.stream import decode_result
     from edge.core.errors import BenchError
-    from edge.core.jobs import Cooldown, Job, JobConfig, JobResult, QualityJob
+    from edge.core.jobs import JOB_VERSION, Cooldown, Job, JobConfig, JobResult, QualityJob
 
-    job = Job("gguf", "/x.gguf", JobConfig(reps=2, cooldown=Cooldown(45.0)), quality=QualityJob("/t.txt", base_in="/b"))
+    job = Job("gguf", "/x.gguf", JobConfig(reps=2, cooldown=Cooldown(45.0)), quality=QualityJob("/t.txt", tokens_file="/t.i32", bos=1, base_in="/b"))
     assert Job.from_json(json.loads(json.dumps(job.to_json()))) == job
     r = JobResult.from_json({"pp_tps": 1.5, "mode": "native"})
     assert r.pp_tps == 1.5 and r.extra == {"mode": "native"} and r.to_json()["mode"] == "native"
@@ -181,6 +231,6 @@ def test_jobs_cross_the_process_boundary_typed_and_versioned(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "device_bench.runner"], input=json.dumps(old), capture_output=True,
                           text=True)
     assert proc.returncode == 1
-    with pytest.raises(BenchError, match="takes jobs of version 1, not 0") as err:
+    with pytest.raises(BenchError, match=f"takes jobs of version {JOB_VERSION}, not 0") as err:
         decode_result(proc.stdout, proc.returncode, [])
     assert "\n" not in str(err.value)

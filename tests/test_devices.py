@@ -228,11 +228,11 @@ def test_agent_bench_equals_local_and_resumes_after_a_board_goes_away(sshd, devi
             bench(arts, devices=["board"], config=CFG, store=st, devices_file=devices_file,
                   progress=StopAt("board gguf:q4_0: placing", sshd.stop))
         kept = [r for r in st.results(device="board")]
-        assert [r.format for r in kept] == ["gguf:f16"]
+        assert [r.format for r in kept] == ["gguf:f16", "gguf:q8_0"]  # in the order given
         sshd.start()  # plugged back in: the same command resumes
         rows = {r.format: r for r in bench(arts, devices=["board"], config=CFG, store=st, devices_file=devices_file)}
         assert rows["gguf:f16"].id == kept[0].id
-        assert [r.format for r in st.results(device="board")] == ["gguf:f16", "gguf:q4_0", "gguf:q8_0"]
+        assert [r.format for r in st.results(device="board")] == ["gguf:f16", "gguf:q8_0", "gguf:q4_0"]
         runs = st.runs()
     for fmt, r in rows.items():
         # the same runner code on the same machine: quality identical (speed is compared by
@@ -277,8 +277,12 @@ def test_native_bench_with_llama_cpp_tools(sshd, llama_tools, tiny_artifacts, tm
         # llama-perplexity and edge's protocol score the same chunks: the same perplexity
         assert r.ppl == pytest.approx(agent[fmt].ppl, rel=0.01)
         assert r.load_s is None and "no load time" in r.raw["load_note"]
-    assert rows["gguf:q4_0"].kld_mean == pytest.approx(agent["gguf:q4_0"].kld_mean, rel=0.1)
-    assert rows["gguf:q4_0"].same_top == pytest.approx(agent["gguf:q4_0"].same_top, abs=0.02)
+    # both against the source checkpoint (llama-perplexity reads edge's reference in its own KL-base format,
+    # tokens included): every row, the float one too, has a KLD, the same as the agent's within storage error
+    for fmt in rows:
+        assert rows[fmt].kld_mean == pytest.approx(agent[fmt].kld_mean, rel=0.05)
+        assert rows[fmt].same_top == pytest.approx(agent[fmt].same_top, abs=0.01)
+        assert rows[fmt].ppl_base == pytest.approx(agent[fmt].ppl_base, rel=1e-3)
     assert "nboard" in text
     # a binary for another CPU is refused before anything runs
     wrong = tmp_path / "llama-bench-arm"

@@ -82,8 +82,9 @@ def test_bench_puts_executorch_rows_in_the_matrix_beside_gguf(et_artifacts, tiny
     ref, q4 = by["executorch:fp32"], by["executorch:8da4w?embedding=4&group=32"]
     for r in (ref, q4):
         assert r.pp_tps > 0 and r.tg_tps > 0 and r.load_s > 0 and r.peak_rss_bytes > 0 and r.chunks == 3
-    assert q4.kld_mean > 0 and q4.reference_sha256 == ms["executorch:fp32"].sha256
-    assert ref.kld_mean is None
+    # one reference (the source checkpoint) and one token stream for both families
+    assert len({r.reference_sha256 for r in rows}) == 1 and len({r.tokens_sha256 for r in rows}) == 1
+    assert 0 <= ref.kld_mean < 1e-4 < q4.kld_mean  # the fp32 program against the fp32 source: nearly nothing
     # the fp32 program's perplexity is transformers' own on the same tokens
     from tokenizers import Tokenizer
 

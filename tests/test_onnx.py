@@ -61,6 +61,9 @@ def test_bench_rows_beside_gguf_with_the_quality_cliffs(onnx_artifacts, tiny_art
     for r in (fp32, q8, q4):
         assert r.pp_tps > 0 and r.tg_tps > 0 and r.peak_rss_bytes > 0 and r.threads >= 1
     assert 0 < q8.kld_mean < q4.kld_mean and q4.same_top < q8.same_top
+    # one reference (the source checkpoint) and one token stream for both families
+    assert len({r.reference_sha256 for r in rows.values()}) == 1 and len({r.tokens_sha256 for r in rows.values()}) == 1
+    assert 0 <= fp32.kld_mean < 1e-4 < q8.kld_mean
     with OgModel(out / ms["onnx:fp32"].artifact) as m:
         tokens = m.tokenize(load_dataset("pydoc").text, add_special=True)
         bos = m.bos if m.add_bos else None

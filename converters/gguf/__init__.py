@@ -19,5 +19,6 @@ FAMILY = Family(
     magic=(0, b"GGUF"),
     native="converters.gguf.native:run",
     native_tools=("llama-bench", "llama-perplexity"),
+    native_reference="converters.gguf.kld_base:write",
     foreign="converters.gguf.facts:foreign_manifest",
 )

@@ -118,13 +118,11 @@ def run(s: NativeSession) -> dict[str, Any]:
     q = job.quality
     if q:
         ppl = s.tool("llama-perplexity")
-        argv = [ppl, "-m", job.artifact, "-f", q.text_file, "-c", str(cfg.ctx), "-b", str(cfg.ctx), *s.threads()]
-        if cfg.chunks:
-            argv += ["--chunks", str(cfg.chunks)]
-        if q.base_out:
-            argv += ["--kl-divergence-base", q.base_out]
-        elif q.base_in:
+        argv = [ppl, "-m", job.artifact, "-c", str(cfg.ctx), "-b", str(cfg.ctx), *s.threads()]
+        if q.base_in:  # the source reference in llama-perplexity's format: it holds the tokens, chunks and ctx
             argv += ["--kl-divergence-base", q.base_in, "--kl-divergence"]
+        else:          # no source checkpoint: llama.cpp's own tokenization of the text, perplexity only
+            argv += ["-f", q.text_file, *(["--chunks", str(cfg.chunks)] if cfg.chunks else [])]
         s.on_event({"stage": "llama-perplexity"})
         text, _ = s.run(argv, "llama-perplexity")
         quality = parse_llama_perplexity(text)

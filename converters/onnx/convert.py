@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from converters.onnx.runtime import OgModel
 from converters.onnx.tables import ARCHITECTURES, UNTIE_WHEN
 from edge.core.checkpoint import Checkpoint
@@ -24,6 +26,7 @@ from edge.core.formats import FormatRequest, parse_format
 from edge.core.fsutil import final_name
 from edge.core.manifest import Artifact
 from edge.measure.protocol import quality
+from edge.measure.tokens import TokenStream
 from edge.measure.verify import THRESHOLDS, compare, hf_perplexity, load_hf
 
 REFERENCE = "fp32"
@@ -105,7 +108,8 @@ class OnnxConverter:
             tokens = m.tokenize(ctx.text, add_special=True)
             n_ctx = 512 if len(tokens) >= 1024 else 128
             bos = m.bos if m.add_bos else None
-            ppl = quality(m, ctx.text, n_ctx, 2, None, None, lambda ev: None, tokens=tokens)["ppl"]
+            ppl = quality(m, TokenStream(np.asarray(tokens, dtype=np.int32), bos), n_ctx, 2, None, None,
+                          lambda ev: None)["ppl"]
         ref_ppl = hf_perplexity(hf[1], tokens, n_ctx, 2, bos)
         summary = f"{v.summary()}, PPL {ppl:.4f} vs transformers {ref_ppl:.4f}"
         out = {**v.to_json(), "ppl": ppl, "transformers_ppl": ref_ppl, "ppl_rel_diff": ppl / ref_ppl - 1,

@@ -159,6 +159,8 @@ class Family:
     folder_marker: str | None = None          # a file inside its artifact folders
     native: str | None = None                 # "module:attr" of its native adapter (devices without Python)
     native_tools: tuple[str, ...] = ()        # the command-line tools that adapter runs (devices.toml [tools])
+    native_reference: str | None = None       # "module:attr" of write(logprobs, tokens, n_ctx, n_chunk, n_vocab,
+                                              # out): the source reference in that tool's format (None: no KLD)
     foreign: str | None = None                # "module:attr" of manifest_for(path, sha256) for artifacts made
                                               # elsewhere (no manifest beside them); None: refused
     notes: str = ""                           # one line for `edge formats`
@@ -175,7 +177,7 @@ class Family:
             return fh.read(len(magic)) == magic
 
     def load(self, part: str) -> Any:
-        """Import one of the family's parts: ``converter``, ``runtime``, ``native`` or ``foreign``."""
+        """Import one of the family's parts: ``converter``, ``runtime``, ``native``, ``native_reference`` or ``foreign``."""
         target = getattr(self, part)
         if target is None:
             raise EdgeError(f"the {self.name} family has no {part}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.core.errors import BenchError
 
-JOB_VERSION = 1
+JOB_VERSION = 2
 
 
 @dataclass
@@ -49,8 +49,12 @@ class JobConfig:
 @dataclass
 class QualityJob:
     text_file: str                  # the evaluation text, on the device
-    base_in: str | None = None      # the reference's log-probs to compare with (KL divergence)
-    base_out: str | None = None     # where to write this artifact's log-probs (it is a reference)
+    tokens_file: str | None = None  # its tokens by the source tokenizer (int32), on the device; None: the
+                                    # runtime tokenizes the text itself (an artifact without its source)
+    tokens_sha256: str | None = None
+    bos: int | None = None          # the token every chunk starts with (None: the tokenizer adds no BOS)
+    base_in: str | None = None      # the source reference's log-probs to compare with (KL divergence):
+                                    # float16 rows in agent mode, the native tool's own format in native mode
 
 
 @dataclass

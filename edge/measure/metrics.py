@@ -94,13 +94,17 @@ class QualityAccumulator:
         nll_b = np.concatenate(self.nll_base)
         kld = np.sort(np.concatenate(self.kld))
         pd = np.concatenate(self.p_diff)
-        base_mean, _ = mean_unc(float(nll_b.sum()), float((nll_b ** 2).sum()), n)
+        mean_q, unc_q = mean_unc(float(nll.sum()), float((nll ** 2).sum()), n)
+        base_mean, base_unc = mean_unc(float(nll_b.sum()), float((nll_b ** 2).sum()), n)
+        # llama-perplexity's paired uncertainty of ln(PPL(Q)/PPL(base)): the two share every token
+        cov = (float((nll * nll_b).sum()) / n - mean_q * base_mean) / (n - 1) if n > 1 else 0.0
+        ratio_unc = math.sqrt(max(unc_q ** 2 + base_unc ** 2 - 2 * cov, 0.0))
         kld_mean, kld_unc = mean_unc(float(kld.sum()), float((kld ** 2).sum()), n)
         pd_mean, pd_unc = mean_unc(float(pd.sum()), float((pd ** 2).sum()), n)
         top = self.same_top / n
         out.update({
-            "ppl_base": math.exp(base_mean),
-            "ln_ppl_ratio": float(nll.mean() - nll_b.mean()),
+            "ppl_base": math.exp(base_mean), "ppl_base_unc": math.exp(base_mean) * base_unc,
+            "ln_ppl_ratio": mean_q - base_mean, "ln_ppl_ratio_unc": ratio_unc,
             "kld_mean": kld_mean, "kld_unc": kld_unc,
             "kld_max": float(kld[-1]), "kld_99_9": percentile(kld, 0.999), "kld_99": percentile(kld, 0.99),
             "kld_95": percentile(kld, 0.95), "kld_median": percentile(kld, 0.5),

@@ -7,8 +7,6 @@ A runtime supplies a model object with the interface declared by ``edge.measure.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import time
 from collections.abc import Callable
@@ -20,8 +18,9 @@ import numpy as np
 from edge.measure.metrics import QualityAccumulator, chunk_layout, chunk_tokens, log_softmax, mean_std
 from edge.measure.procmem import current_rss, peak_rss
 from edge.measure.runtime import Runtime
-from edge.core.errors import DatasetError
-from edge.core.jobs import Cooldown, Job, JobConfig, JobResult
+from edge.core.errors import BenchError, DatasetError
+from edge.core.jobs import Cooldown, Job, JobConfig, JobResult, QualityJob
+from edge.measure.tokens import TokenStream, digest as token_digest
 
 Emit = Callable[[dict[str, Any]], None]
 Conditions = Callable[[], dict[str, Any]]   # the device's temperatures / idle share, read by the caller's layer
@@ -101,50 +100,77 @@ def cool_down(spec: Cooldown, read: Callable[[], dict[str, Any]]) -> dict[str, A
         time.sleep(spec.poll_s)
 
 
-def _tokens_digest(tokens: list[int]) -> str:
-    return hashlib.sha256(np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest()
+SLICE_ELEMENTS = 1 << 21  # rows × vocabulary of one slice: each float64 temporary 16 MiB, whatever the vocabulary
 
 
-def quality(m, text: str, n_ctx: int, chunks: int | None, base_out: str | None, base_in: str | None,
-            emit: Emit, tokens: list[int] | None = None) -> dict[str, Any]:
-    """Perplexity (and KL divergence against ``base_in``'s log-probs) of ``text``, tokenized by the model
-    unless its ``tokens`` are given."""
-    if tokens is None:
-        tokens = m.tokenize(text, add_special=True)
+def rows_per_slice(n_vocab: int) -> int:
+    return max(1, SLICE_ELEMENTS // max(n_vocab, 1))
+
+
+def renormalise(stored: np.ndarray) -> np.ndarray:
+    """Log-probs read back from float16, as float64 that sum to one again (rounding left them off by up
+    to ~1e-3, which a KL divergence would count as a difference)."""
+    return log_softmax(stored)
+
+
+def _base_rows(base_in: str | None, shape: tuple[int, int], notes: list[str]) -> np.ndarray | None:
+    if not base_in:
+        return None
+    expected = shape[0] * shape[1] * 2
+    size = Path(base_in).stat().st_size
+    if size != expected:
+        notes.append(f"the reference holds {size} bytes of log-probs where {shape[0]} positions × {shape[1]} "
+                     "tokens are scored: another vocabulary or protocol, no KL divergence")
+        return None
+    return np.memmap(base_in, dtype=np.float16, mode="r", shape=shape)
+
+
+def quality(m, stream: TokenStream, n_ctx: int, chunks: int | None, base_in: str | None, base_out: str | None,
+            emit: Emit) -> dict[str, Any]:
+    """Perplexity of ``stream`` (and KL divergence against ``base_in``'s log-probs; ``base_out``: write this
+    model's own), computed in slices of rows so the float64 working set stays bounded for any vocabulary."""
+    tokens = [int(t) for t in stream.ids]
     n_chunk, first = chunk_layout(len(tokens), n_ctx, chunks)
     if n_chunk == 0:
         raise DatasetError(f"the evaluation text is {len(tokens)} tokens; perplexity needs at least {n_ctx} (one chunk)")
     n_scored = n_ctx - 1 - first
-    digest = _tokens_digest(tokens[: n_chunk * n_ctx])
     shape = (n_chunk * n_scored, m.n_vocab)
-    base = out = None
     notes: list[str] = []
-    if base_in:
-        meta = json.loads(Path(base_in + ".json").read_text())
-        if meta["tokens_sha256"] == digest and tuple(meta["shape"]) == shape:
-            base = np.memmap(base_in, dtype=np.float16, mode="r", shape=shape)
-        else:
-            notes.append("reference tokenizes the evaluation text differently: no KL divergence")
-    if base_out:
-        out = np.memmap(base_out, dtype=np.float16, mode="w+", shape=shape)
-    bos = m.bos if m.add_bos and m.bos >= 0 else None
+    base = _base_rows(base_in, shape, notes)
+    out = np.memmap(base_out, dtype=np.float16, mode="w+", shape=shape) if base_out else None
+    step = rows_per_slice(m.n_vocab)
     acc = QualityAccumulator()
     for i in range(n_chunk):
         emit({"stage": "perplexity", "done": i, "total": n_chunk})
-        chunk = chunk_tokens(tokens, i, n_ctx, bos)
         m.clear()
-        logits = m.decode(chunk, logits_from=first)[:-1]  # positions first .. n_ctx-2
-        lp = log_softmax(logits)
+        logits = m.decode(chunk_tokens(tokens, i, n_ctx, stream.bos), logits_from=first)  # rows 0 .. n_scored-1 predict the targets
         targets = np.asarray(tokens[i * n_ctx + first + 1:(i + 1) * n_ctx], dtype=np.int64)
-        rows = slice(i * n_scored, (i + 1) * n_scored)
-        acc.add(lp, targets, None if base is None else base[rows])
-        if out is not None:
-            out[rows] = lp.astype(np.float16)
+        for a in range(0, n_scored, step):
+            b = min(a + step, n_scored)
+            lp = log_softmax(logits[a:b])
+            rows = slice(i * n_scored + a, i * n_scored + b)
+            acc.add(lp, targets[a:b], None if base is None else renormalise(base[rows]))
+            if out is not None:
+                out[rows] = lp.astype(np.float16)
+        del logits
     emit({"stage": "perplexity", "done": n_chunk, "total": n_chunk})
     if out is not None:
         out.flush()
-        Path(base_out + ".json").write_text(json.dumps({"tokens_sha256": digest, "shape": list(shape)}))
-    return {**acc.summary(), "chunks": n_chunk, "ctx": n_ctx, "text_tokens": len(tokens), "quality_notes": notes}
+    return {**acc.summary(), "chunks": n_chunk, "ctx": n_ctx, "text_tokens": len(tokens),
+            "tokens_sha256": token_digest(tokens[: n_chunk * n_ctx]), "bos": stream.bos, "quality_notes": notes}
+
+
+def job_stream(m, q: QualityJob) -> TokenStream:
+    """The tokens a job scores: the host's stream (the source tokenizer's, checked against its digest), or,
+    for an artifact without a source checkpoint, the runtime's own tokenization of the text."""
+    if q.tokens_file:
+        ids = TokenStream.read(q.tokens_file)
+        if q.tokens_sha256 and token_digest(ids) != q.tokens_sha256:
+            raise BenchError(f"{q.tokens_file}: the evaluation tokens do not match their sha256 (damaged in transfer)")
+        return TokenStream(ids, q.bos)
+    text = Path(q.text_file).read_text(encoding="utf-8")
+    bos = m.bos if m.add_bos and m.bos >= 0 else None
+    return TokenStream(np.asarray(m.tokenize(text, add_special=True), dtype=np.int32), bos)
 
 
 def measure(load: Callable[[], Runtime], job: Job, emit: Emit, conditions: Conditions | None = None) -> JobResult:
@@ -164,8 +190,7 @@ def measure(load: Callable[[], Runtime], job: Job, emit: Emit, conditions: Condi
             result["peak_rss_bytes"] = peak_rss()
         q = job.quality
         if q:
-            text = Path(q.text_file).read_text(encoding="utf-8")
-            result["quality"] = quality(m, text, cfg.ctx, cfg.chunks, q.base_out, q.base_in, emit)
+            result["quality"] = quality(m, job_stream(m, q), cfg.ctx, cfg.chunks, q.base_in, None, emit)
     finally:
         m.close()
     return JobResult.from_json(result)
