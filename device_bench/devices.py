@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from device_bench import membw
 from device_bench.config import DeviceSpec, config_path, load_specs
 from device_bench.membw import cached_bandwidth
-from device_bench.stream import OnEvent, stream_job
+from device_bench.stream import OnEvent, RunnerSession, stream_job
 from device_bench.sysinfo import facts_from_probe, local_facts, read_conditions, read_probe
 from device_bench.transports import TRANSPORTS, LocalTransport
 from edge.core.errors import UnknownNameError
@@ -41,6 +41,9 @@ class Device(Protocol):
     def scratch(self, name: str) -> str: ...
 
     def run_job(self, job: Job, on_event: OnEvent) -> JobResult: ...
+
+    def open_session(self, job: Job, on_event: OnEvent) -> RunnerSession | None:
+        """A measuring process kept loaded for interleaved repetitions (None: the device's mode has none)."""
 
 
 class LocalDevice:
@@ -74,12 +77,17 @@ class LocalDevice:
     def scratch(self, name: str) -> str:
         return str(self._scratch / name)
 
-    def run_job(self, job: Job, on_event: OnEvent) -> JobResult:
+    def _runner(self) -> subprocess.Popen:
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        proc = subprocess.Popen([sys.executable, "-m", "device_bench.runner"], stdin=subprocess.PIPE,
+        return subprocess.Popen([sys.executable, "-m", "device_bench.runner"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        return stream_job(proc, job, on_event)
+
+    def run_job(self, job: Job, on_event: OnEvent) -> JobResult:
+        return stream_job(self._runner(), job, on_event)
+
+    def open_session(self, job: Job, on_event: OnEvent) -> RunnerSession:
+        return RunnerSession(self._runner(), job, on_event)
 
 
 DEVICES: Registry[Callable[[], Device]] = Registry("device")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from device_bench.native import run_native
-from device_bench.stream import OnEvent, stream_job
+from device_bench.stream import OnEvent, RunnerSession, stream_job
 from edge.core.errors import DeviceError
 from edge.core.family import FAMILIES
 from edge.core.jobs import Job, JobResult
@@ -38,11 +38,16 @@ class AgentMode:
     def __init__(self) -> None:
         self._ready: set[str] = set()
 
-    def run(self, device, job: Job, on_event: OnEvent) -> JobResult:
+    def _runner(self, device, job: Job, on_event: OnEvent) -> subprocess.Popen:
         python = self.ensure(device, job.family, on_event)
-        proc = device.transport.popen([python, "-m", "device_bench.runner"], stdin=subprocess.PIPE,
+        return device.transport.popen([python, "-m", "device_bench.runner"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        return stream_job(proc, job, on_event, lost=f"{device.name}: the link to the device was lost")
+
+    def run(self, device, job: Job, on_event: OnEvent) -> JobResult:
+        return stream_job(self._runner(device, job, on_event), job, on_event, lost=_lost(device))
+
+    def open_session(self, device, job: Job, on_event: OnEvent) -> RunnerSession:
+        return RunnerSession(self._runner(device, job, on_event), job, on_event, lost=_lost(device))
 
     def ensure(self, device, family: str, on_event) -> str:
         """The agent's python on ``device``: a venv in its workdir with edge and this family's runtime."""
@@ -79,6 +84,13 @@ class NativeMode:
 
     def run(self, device, job: Job, on_event: OnEvent) -> JobResult:
         return run_native(device, job, on_event)
+
+    def open_session(self, device, job: Job, on_event: OnEvent) -> None:
+        return None  # each tool call is its own process: repetitions are not interleaved
+
+
+def _lost(device) -> str:
+    return f"{device.name}: the link to the device was lost"
 
 
 MODES: Registry[type] = Registry("mode")

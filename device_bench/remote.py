@@ -109,3 +109,6 @@ class RemoteDevice:
     def run_job(self, job: Job, on_event) -> JobResult:
         return self.mode.run(self, job, on_event)
 
+    def open_session(self, job: Job, on_event):
+        return self.mode.open_session(self, job, on_event)
+

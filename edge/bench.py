@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class BenchConfig:
     cooldown: float | None = None     # °C: before each repetition wait until the device is this cool (or idle)
     cooldown_timeout_s: float = 300
     cores: str = "all"                # "big": pin to the fastest cluster (taskset / sched_setaffinity)
+    interleave: bool = True           # repetitions A B C A B C … across artifacts, each in its own warm process
 
     def job_config(self) -> JobConfig:
         """The protocol settings a measuring process needs: the fields the two share, and the cooldown."""
@@ -101,6 +103,8 @@ def _row(run: Run, device: Device, art: Artifact, result: JobResult, cfg: BenchC
     q = dict(result.quality or {})
     if q and ref is not None and q.get("kld_mean") is not None:
         q.update(reference=ref.meta["label"], reference_key=ref.key)
+        if q.get("tokens_sha256") is None:  # a native tool that read the reference's own tokens (llama-perplexity)
+            q.update({k: q.get(k) or ref.meta[k] for k in ("tokens_sha256", "tokens_scored", "ctx", "chunks")})
     res = result.to_json()
     m = art.manifest
     facts = device.facts()
@@ -115,7 +119,8 @@ def _row(run: Run, device: Device, art: Artifact, result: JobResult, cfg: BenchC
         dataset_sha256=dataset.sha256 if q else None, quality=q,
         raw={**{k: v for k, v in res.items() if k != "quality"}, "roofline": roof,
              "protocol": {"n_ttft": cfg.n_ttft, "threads": cfg.threads, "warmup": cfg.warmup, "seed": cfg.seed,
-                          "cooldown": cfg.cooldown, "cores": cfg.cores}},
+                          "cooldown": cfg.cooldown, "cores": cfg.cores},
+             "interleaved": res.get("interleaved", 0)},
         config_sha256=cfg.sha256(facts.get("mode", "agent")), conditions=conditions,
         membw_gbs=facts.get("membw_gbs"), decode_gbs=roof.get("decode_gbs"))
 
@@ -249,16 +254,22 @@ def _bench_device(device: Device, arts: list[Artifact], todo: dict[Path, Result 
                               dataset=data.name if data else None, dataset_sha256=data.sha256 if data else None))
     placed = Placed(device, facts.get("mode", "agent"))
     status = "failed"
+
+    def stored(art: Artifact, res: JobResult, conditions: dict[str, Any]) -> None:
+        results[art.path] = store.add_result(_row(run, device, art, res, cfg, data, refs.get(art.path), conditions))
+
     try:
         if data:
             placed.text = device.place(text_file)
-        for art in pending:
-            ref = refs.get(art.path)
-            quality = placed.quality_job(art, ref, progress) if data else None
-            before = device.conditions()
-            res = _run_one(device, art, cfg, quality, progress, facts=facts)
-            conditions = {"before": before, "after": device.conditions()}
-            results[art.path] = store.add_result(_row(run, device, art, res, cfg, data, ref, conditions))
+        jobs = ((art, placed.quality_job(art, refs.get(art.path), progress) if data else None) for art in pending)
+        if _interleaving(device, pending, cfg, placed.mode, facts, progress):
+            _interleaved(device, [(art, _job(device, art, cfg, q, progress, facts)) for art, q in jobs], cfg,
+                         progress, stored)
+        else:
+            for art, q in jobs:
+                before = device.conditions()
+                res = device.run_job(_job(device, art, cfg, q, progress, facts), _events(progress, _label(device, art)))
+                stored(art, res, {"before": before, "after": device.conditions()})
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -266,6 +277,50 @@ def _bench_device(device: Device, arts: list[Artifact], todo: dict[Path, Result 
     finally:
         store.finish_run(run, status)
     return [results[a.path] for a in arts]
+
+
+def _interleaving(device: Device, pending: list[Artifact], cfg: BenchConfig, mode: str, facts: dict[str, Any],
+                  progress: Progress) -> bool:
+    """Whether this device's repetitions are interleaved across artifacts: asked for, more than one artifact
+    and more than one repetition, a mode with sessions (agent), and every artifact fits in RAM at once."""
+    if not (cfg.interleave and len(pending) > 1 and cfg.reps > 1) or mode == "native":
+        return False
+    avail = facts.get("ram_available_bytes")
+    total = sum(a.manifest.size_bytes for a in pending)
+    if avail and total > 0.8 * avail:
+        progress.note(f"{device.name}: the {len(pending)} artifacts ({_size(total)}) do not fit in its RAM together "
+                      f"({_size(avail)} available): repetitions one artifact after another, not interleaved")
+        return False
+    return True
+
+
+def _interleaved(device: Device, jobs: list[tuple[Artifact, Job]], cfg: BenchConfig, progress: Progress,
+                 stored: Callable[[Artifact, JobResult, dict[str, Any]], None]) -> None:
+    """Every artifact loaded in its own process, then repetition r of each in turn (A B C A B C …), so
+    that a drift of the device (heat, a neighbour) is spread over all of them; then each one's summary and
+    quality pass, its row stored as it finishes."""
+    sessions: dict[Path, Any] = {}
+    before: dict[Path, dict[str, Any]] = {}
+    try:
+        for art, job in jobs:
+            before[art.path] = device.conditions()
+            progress.start(f"{_label(device, art)}: loading")
+            sessions[art.path] = device.open_session(job, _events(progress, _label(device, art)))
+        for r in range(cfg.reps):
+            for art, _ in jobs:
+                progress.start(f"{device.name}: repetition {r + 1}/{cfg.reps}, interleaved — {art.format}")
+                sessions[art.path].rep()
+        for art, _ in jobs:
+            res = sessions.pop(art.path).finish()
+            res.extra["interleaved"] = len(jobs)
+            stored(art, res, {"before": before[art.path], "after": device.conditions()})
+    finally:
+        for session in sessions.values():
+            session.close()
+
+
+def _label(device: Device, art: Artifact) -> str:
+    return f"{device.name} {art.format}"
 
 
 def _events(progress: Progress, label: str):
@@ -281,12 +336,10 @@ def _events(progress: Progress, label: str):
     return on_event
 
 
-def _run_one(device: Device, art: Artifact, cfg: BenchConfig, quality: QualityJob | None, progress: Progress, *,
-             facts: dict[str, Any]) -> JobResult:
-    label = f"{device.name} {art.format}"
-    progress.start(f"{label}: placing the artifact on the device", total=art.manifest.size_bytes)
+def _job(device: Device, art: Artifact, cfg: BenchConfig, quality: QualityJob | None, progress: Progress,
+         facts: dict[str, Any]) -> Job:
+    """The artifact placed on the device, and the job that measures it there."""
+    progress.start(f"{_label(device, art)}: placing the artifact on the device", total=art.manifest.size_bytes)
     where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
-    job = Job(family=art.family, artifact=where, config=cfg.job_config(), cpus=pinned_cpus(cfg, facts),
-              tokenizer=None if art.tokenizer_path is None else device.place(art.tokenizer_path), quality=quality)
-    progress.start(f"{label}: starting")
-    return device.run_job(job, _events(progress, label))
+    return Job(family=art.family, artifact=where, config=cfg.job_config(), cpus=pinned_cpus(cfg, facts),
+               tokenizer=None if art.tokenizer_path is None else device.place(art.tokenizer_path), quality=quality)

@@ -119,6 +119,7 @@ def bench(
     cooldown: Annotated[Optional[float], typer.Option("--cooldown", help="Before each repetition wait until the device's hottest thermal zone is at most this many °C (on devices without thermal zones: until its CPUs are 90 % idle), at most --cooldown-wait.")] = None,
     cooldown_wait: Annotated[float, typer.Option("--cooldown-wait", min=0, help="Longest wait for --cooldown before a repetition, seconds (the wait and whether the threshold was reached are stored).")] = 300,
     cores: Annotated[str, typer.Option("--cores", help="all, or big: pin to the fastest CPU cluster (big.LITTLE phones and boards).")] = "all",
+    interleave: Annotated[bool, typer.Option("--interleave/--one-at-a-time", help="Interleave the repetitions across artifacts (A B C A B C …, each artifact loaded once in its own process), so a device's drift cannot favour one; --one-at-a-time measures each artifact's repetitions together, in less memory.")] = True,
     resume: Annotated[bool, typer.Option("--resume/--again", help="Keep rows already measured with the same artifact, device, settings and text (--again measures them anew).")] = True,
     source: Annotated[Optional[Path], typer.Option("--source", help="The Hugging Face checkpoint the artifacts were converted from, when it is no longer where their manifests say (checked by content hash).")] = None,
     store: StoreOpt = None,
@@ -129,8 +130,9 @@ def bench(
     itself (transformers fp32, computed once and cached) on one token stream for every family,
     plus the decode roofline (GB/s read per second and its % of the device's measured bandwidth).
 
-    Each artifact runs in a fresh process; its row is stored as soon as it finishes, with the device's
-    temperatures, governor and battery before and after. Run the same command again after an
+    Each artifact runs in its own process; by default all are loaded at once and their repetitions
+    interleaved (when they fit in the device's RAM together); each row is stored as soon as its quality
+    pass finishes, with the device's temperatures, governor and battery before and after. Run the same command again after an
     interruption (a device unplugged, Ctrl-C): rows already measured with the same settings are kept.
 
     On an SSH or adb device the artifact is pushed once (checked by sha256) into the device's workdir.
@@ -140,7 +142,7 @@ def bench(
     from edge import api
 
     cfg = api.BenchConfig(threads=threads, reps=reps, chunks=chunks or None, quality=quality, cooldown=cooldown,
-                      cooldown_timeout_s=cooldown_wait, cores=cores)
+                      cooldown_timeout_s=cooldown_wait, cores=cores, interleave=interleave)
     devices = [d.strip() for d in device.split(",") if d.strip()]
     with _progress() as p:
         st = _run(api.Store, store)

@@ -91,9 +91,10 @@ def _pair(v: float | None, u: float | None, spec: str, scale: float = 1.0) -> st
 
 
 def _tail(r: Result) -> str:
-    if r.kld_99 is None:
+    values = (r.kld_99, r.kld_99_9, r.kld_max)
+    if all(v is None for v in values):
         return ""
-    return f"{r.kld_99:.4f} / {r.kld_99_9:.4f} / {r.kld_max:.3f}"
+    return " / ".join("?" if v is None else format(v, spec) for v, spec in zip(values, (".4f", ".4f", ".3f")))
 
 
 def pct_of_membw(r: Result) -> float | None:
@@ -170,6 +171,13 @@ def protocol(r: Result) -> dict[str, Any]:
     p = {"ctx": r.ctx, "chunks": r.chunks, "n_prompt": r.n_prompt, "n_gen": r.n_gen, "reps": r.reps,
          **((r.raw or {}).get("protocol") or {}), "tokens_sha256": r.tokens_sha256,
          "reference_sha256": r.reference_sha256, "tokens_scored": q.get("tokens_scored")}
+    return p
+
+
+def _shown(r: Result) -> dict[str, Any]:
+    """The protocol as the header shows it, with the reference's own perplexity (from the matrix's first row)."""
+    q = r.quality or {}
+    p = protocol(r)
     if r.reference_sha256:
         p.update(reference=q.get("reference"), ppl_base=r.ppl_base, ppl_base_unc=q.get("ppl_base_unc") or 0.0)
     return p
@@ -185,7 +193,7 @@ def build_matrices(results: list[Result]) -> list[Matrix]:
         devices = sorted({d for _, d in cells}, key=lambda d: (d != "local", d))
         bpw = {f: r.bits_per_weight or 0 for (f, _), r in cells.items()}
         formats = sorted({f for f, _ in cells}, key=lambda f: (-bpw[f], f))
-        out.append(Matrix(first.model, first.dataset, devices, formats, cells, protocol(first)))
+        out.append(Matrix(first.model, first.dataset, devices, formats, cells, _shown(first)))
     return out
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -142,9 +143,58 @@ def test_interrupted_bench_keeps_finished_rows(tiny_artifacts, tmp_path):
 
     store = Store(tmp_path / "r.sqlite")
     with pytest.raises(KeyboardInterrupt):
-        bench([tiny_artifacts["f16"], tiny_artifacts["q8_0"]], config=CFG, store=store, progress=StopOnSecond())
+        bench([tiny_artifacts["f16"], tiny_artifacts["q8_0"]], config=replace(CFG, interleave=False), store=store,
+              progress=StopOnSecond())
     assert [r.format for r in store.results()] == ["gguf:f16"]
     assert store.runs()[-1].status == "interrupted"
+
+
+def _runner_children() -> list[str]:
+    """This process's children that are measuring processes (read from /proc)."""
+    import os
+    from pathlib import Path
+
+    out = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and "device_bench.runner" in cmd:
+            out.append(cmd)
+    return out
+
+
+def test_interleaved_repetitions_each_artifact_in_its_own_warm_process(tiny_artifacts, tmp_path):
+    """Repetition r of every artifact before repetition r+1 of any (A B C A B C), each process loaded once;
+    per-repetition values kept; quality identical to one artifact after another; an interruption leaves no
+    measuring process behind and the same command then measures everything."""
+    class Steps(Progress):
+        def __init__(self, stop=None):
+            self.seen, self.stop = [], stop
+
+        def start(self, description, total=None):
+            self.seen.append(description)
+            if self.stop and self.stop in description:
+                raise KeyboardInterrupt
+
+    arts = [tiny_artifacts[v] for v in ("f16", "q8_0", "q4_0")]
+    store = Store(tmp_path / "r.sqlite")
+    with pytest.raises(KeyboardInterrupt):
+        bench(arts, config=CFG, store=store, progress=Steps(stop="repetition 2/2, interleaved — gguf:q8_0"))
+    assert store.results() == [] and store.runs()[-1].status == "interrupted"
+    assert not _runner_children()
+    steps = Steps()
+    rows = {r.format: r for r in bench(arts, config=CFG, store=store, progress=steps)}
+    order = [d.split("— ")[1] for d in steps.seen if "interleaved —" in d]
+    assert order == ["gguf:f16", "gguf:q8_0", "gguf:q4_0"] * 2
+    assert sum("loading" in d for d in steps.seen) == 3
+    seq = {r.format: r for r in bench(arts, config=replace(CFG, interleave=False), store=store)}
+    for fmt, r in rows.items():
+        assert r.raw["interleaved"] == 3 and seq[fmt].raw["interleaved"] == 0
+        assert len(r.raw["pp_samples"]) == len(r.raw["tg_samples"]) == 2 and r.tg_tps > 0
+        assert r.ppl == pytest.approx(seq[fmt].ppl, rel=1e-9) and r.kld_mean == pytest.approx(seq[fmt].kld_mean, rel=1e-6)
 
 
 def test_quantized_artifact_alone_still_gets_kld(tiny_artifacts, tmp_path):

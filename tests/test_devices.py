@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -223,14 +224,16 @@ def test_agent_bench_equals_local_and_resumes_after_a_board_goes_away(sshd, devi
     arts = [tiny_artifacts[v] for v in ("f16", "q8_0", "q4_0")]
     with Store(tmp_path / "r.sqlite") as st:
         local = {r.format: r for r in bench(arts, devices=["local"], config=CFG, store=st)}
-        # the board disappears when the second artifact is about to be pushed
+        # the board disappears when the third artifact is about to be pushed (one artifact after another
+        # here, so that two rows are finished by then; interleaved, a row is stored only once all are loaded)
         with pytest.raises(DeviceError, match="board: .*Connection refused"):
-            bench(arts, devices=["board"], config=CFG, store=st, devices_file=devices_file,
+            bench(arts, devices=["board"], config=replace(CFG, interleave=False), store=st, devices_file=devices_file,
                   progress=StopAt("board gguf:q4_0: placing", sshd.stop))
         kept = [r for r in st.results(device="board")]
         assert [r.format for r in kept] == ["gguf:f16", "gguf:q8_0"]  # in the order given
         sshd.start()  # plugged back in: the same command resumes
-        rows = {r.format: r for r in bench(arts, devices=["board"], config=CFG, store=st, devices_file=devices_file)}
+        rows = {r.format: r for r in bench(arts, devices=["board"], config=replace(CFG, interleave=False), store=st,
+                                           devices_file=devices_file)}
         assert rows["gguf:f16"].id == kept[0].id
         assert [r.format for r in st.results(device="board")] == ["gguf:f16", "gguf:q8_0", "gguf:q4_0"]
         runs = st.runs()
@@ -322,12 +325,13 @@ def test_onnx_folders_in_agent_mode(sshd, devices_file, tiny, tmp_path):
 
     ms = [a.manifest for a in convert(tiny("llama", "bpe"), "onnx:fp32,onnx:int4", tmp_path / "onnx")]
     arts = [tmp_path / "onnx" / m.artifact for m in ms]
-    small = BenchConfig(reps=1, n_prompt=64, n_gen=8, n_ttft=16, ctx=128, chunks=2)
+    small = BenchConfig(reps=2, n_prompt=64, n_gen=8, n_ttft=16, ctx=128, chunks=2)
     with Store(tmp_path / "r.sqlite") as st:
         local = {r.format: r for r in bench(arts, devices=["local"], config=small, store=st)}
         board = {r.format: r for r in bench(arts, devices=["board"], config=small, store=st, devices_file=devices_file)}
     assert set(board) == {"onnx:fp32", "onnx:int4"}
     for fmt, r in board.items():
+        assert r.raw["interleaved"] == 2  # each artifact in its own agent process over SSH, repetitions alternating
         assert r.ppl == pytest.approx(local[fmt].ppl, rel=1e-6) and r.tg_tps > 0
     assert board["onnx:int4"].kld_mean == pytest.approx(local["onnx:int4"].kld_mean, rel=1e-5)
     remote = Path(sshd.spec().workdir) / "files"

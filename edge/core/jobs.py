@@ -66,6 +66,7 @@ class Job:
     tokenizer: str | None = None    # path on the device (ExecuTorch programs ship theirs beside them)
     quality: QualityJob | None = None
     cpus: list[int] | None = None   # --cores big: pin to these
+    session: bool = False           # stay loaded and take steps on stdin ("rep", "finish"): interleaved repetitions
     version: int = JOB_VERSION
 
     def to_json(self) -> dict[str, Any]:

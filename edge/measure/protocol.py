@@ -56,29 +56,53 @@ def _time_ttft(m, prompt: list[int]) -> float:
     return time.perf_counter() - t
 
 
+class PerfRun:
+    """llama-bench's speed protocol one repetition at a time (so repetitions of several artifacts can be
+    interleaved, each in its own warm process): a warm-up before the first, then pp / tg / TTFT per call."""
+
+    def __init__(self, m, cfg: JobConfig, emit: Emit, conditions: Conditions | None = None) -> None:
+        self.m, self.cfg, self.emit, self.conditions = m, cfg, emit, conditions
+        self.rng = random.Random(cfg.seed)
+        self.pp_tokens = _random_tokens(m, cfg.n_prompt, self.rng)
+        self.ttft_tokens = _random_tokens(m, cfg.n_ttft, self.rng)
+        self.warm = not cfg.warmup
+        self.pp: list[float] = []
+        self.tg: list[float] = []
+        self.ttft: list[float] = []
+        self.waits: list[dict[str, Any]] = []
+
+    @property
+    def stage(self) -> str:
+        return f"pp{self.cfg.n_prompt} / tg{self.cfg.n_gen}"
+
+    def rep(self) -> None:
+        m, cfg = self.m, self.cfg
+        if not self.warm:
+            self.emit({"stage": "warm-up"})
+            _time_pp(m, self.pp_tokens)
+            _time_tg(m, min(cfg.n_gen, 16), self.rng)
+            self.warm = True
+        if cfg.cooldown and self.conditions is not None:
+            self.emit({"stage": "cooling down"})
+            self.waits.append(cool_down(cfg.cooldown, self.conditions))
+        self.emit({"stage": self.stage, "done": len(self.pp), "total": cfg.reps})
+        self.pp.append(cfg.n_prompt / _time_pp(m, self.pp_tokens))
+        self.tg.append(cfg.n_gen / _time_tg(m, cfg.n_gen, self.rng))
+        self.ttft.append(_time_ttft(m, self.ttft_tokens))
+
+    def result(self) -> dict[str, Any]:
+        self.emit({"stage": self.stage, "done": len(self.pp), "total": self.cfg.reps})
+        (pp_m, pp_s), (tg_m, tg_s), (tt_m, tt_s) = mean_std(self.pp), mean_std(self.tg), mean_std(self.ttft)
+        return {"pp_tps": pp_m, "pp_tps_std": pp_s, "tg_tps": tg_m, "tg_tps_std": tg_s, "ttft_s": tt_m,
+                "ttft_s_std": tt_s, "pp_samples": self.pp, "tg_samples": self.tg, "ttft_samples": self.ttft,
+                **({"cooldown_waits": self.waits} if self.waits else {})}
+
+
 def perf(m, cfg: JobConfig, emit: Emit, conditions: Conditions | None = None) -> dict[str, Any]:
-    rng = random.Random(cfg.seed)
-    n_prompt, n_gen, n_ttft, reps = cfg.n_prompt, cfg.n_gen, cfg.n_ttft, cfg.reps
-    pp_tokens = _random_tokens(m, n_prompt, rng)
-    ttft_tokens = _random_tokens(m, n_ttft, rng)
-    if cfg.warmup:
-        emit({"stage": "warm-up"})
-        _time_pp(m, pp_tokens)
-        _time_tg(m, min(n_gen, 16), rng)
-    pp, tg, ttft = [], [], []
-    waits: list[dict[str, Any]] = []
-    for r in range(reps):
-        if cfg.cooldown and conditions is not None:
-            emit({"stage": "cooling down"})
-            waits.append(cool_down(cfg.cooldown, conditions))
-        emit({"stage": f"pp{n_prompt} / tg{n_gen}", "done": r, "total": reps})
-        pp.append(n_prompt / _time_pp(m, pp_tokens))
-        tg.append(n_gen / _time_tg(m, n_gen, rng))
-        ttft.append(_time_ttft(m, ttft_tokens))
-    emit({"stage": f"pp{n_prompt} / tg{n_gen}", "done": reps, "total": reps})
-    (pp_m, pp_s), (tg_m, tg_s), (tt_m, tt_s) = mean_std(pp), mean_std(tg), mean_std(ttft)
-    return {"pp_tps": pp_m, "pp_tps_std": pp_s, "tg_tps": tg_m, "tg_tps_std": tg_s, "ttft_s": tt_m, "ttft_s_std": tt_s,
-            "pp_samples": pp, "tg_samples": tg, "ttft_samples": ttft, **({"cooldown_waits": waits} if waits else {})}
+    run = PerfRun(m, cfg, emit, conditions)
+    for _ in range(cfg.reps):
+        run.rep()
+    return run.result()
 
 
 def cool_down(spec: Cooldown, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -173,24 +197,45 @@ def job_stream(m, q: QualityJob) -> TokenStream:
     return TokenStream(np.asarray(m.tokenize(text, add_special=True), dtype=np.int32), bos)
 
 
-def measure(load: Callable[[], Runtime], job: Job, emit: Emit, conditions: Conditions | None = None) -> JobResult:
-    """One artifact in this process: load (timed), speed, peak RSS, then quality. ``conditions`` reads
-    the device's state for ``--cooldown`` (None: no cooldown)."""
+class Measurement:
+    """One artifact in this process, in steps: load (timed) when made, ``rep()`` once per repetition, then
+    ``finish()``: the speed summary, peak RSS and the quality pass. ``conditions`` reads the device's state
+    for ``--cooldown`` (None: no cooldown)."""
 
-    cfg = job.config
-    rss_before = current_rss()
-    emit({"stage": "load"})
-    t = time.perf_counter()
-    m = load()
-    load_s = time.perf_counter() - t
-    result: dict[str, Any] = {"load_s": load_s, "threads": m.n_threads, "rss_before_load": rss_before}
-    try:
-        if job.perf:
-            result.update(perf(m, cfg, emit, conditions))
-            result["peak_rss_bytes"] = peak_rss()
-        q = job.quality
+    def __init__(self, load: Callable[[], Runtime], job: Job, emit: Emit, conditions: Conditions | None = None) -> None:
+        self.job, self.emit = job, emit
+        rss_before = current_rss()
+        emit({"stage": "load"})
+        t = time.perf_counter()
+        self.m = load()
+        self.result: dict[str, Any] = {"load_s": time.perf_counter() - t, "threads": self.m.n_threads,
+                                       "rss_before_load": rss_before}
+        self.perf = PerfRun(self.m, job.config, emit, conditions) if job.perf else None
+
+    def rep(self) -> None:
+        if self.perf is not None:
+            self.perf.rep()
+
+    def finish(self) -> JobResult:
+        if self.perf is not None:
+            self.result.update(self.perf.result())
+            self.result["peak_rss_bytes"] = peak_rss()
+        q = self.job.quality
         if q:
-            result["quality"] = quality(m, job_stream(m, q), cfg.ctx, cfg.chunks, q.base_in, None, emit)
+            cfg = self.job.config
+            self.result["quality"] = quality(self.m, job_stream(self.m, q), cfg.ctx, cfg.chunks, q.base_in, None, self.emit)
+        return JobResult.from_json(self.result)
+
+    def close(self) -> None:
+        self.m.close()
+
+
+def measure(load: Callable[[], Runtime], job: Job, emit: Emit, conditions: Conditions | None = None) -> JobResult:
+    """One artifact, all of it: load, every repetition, then quality (``Measurement`` in one go)."""
+    run = Measurement(load, job, emit, conditions)
+    try:
+        for _ in range(job.config.reps if job.perf else 0):
+            run.rep()
+        return run.finish()
     finally:
-        m.close()
-    return JobResult.from_json(result)
+        run.close()
