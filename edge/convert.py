@@ -86,8 +86,9 @@ def _convert_family(family: Family, conv: Converter, ctx: ConvertContext, reques
         if is_ref:
             reference = art
             if not asked:
-                ctx.progress.note(f"also wrote {final.name}: the verified {family.name} reference that the family's "
-                                  "other formats are made from or compared with")
+                ctx.progress.note(f"also wrote {final.name}: the {family.name} float artifact, verified against "
+                                  "transformers, that the family's other formats are built after (edge bench compares "
+                                  "every artifact with the source checkpoint itself)")
     return out
 
 

@@ -207,8 +207,10 @@ def export_pte(ckpt: Checkpoint, opts: EtOptions, out: Path, metadata: dict[str,
                progress: Progress = NULL, label: str = "") -> ExportProfile:
     """Export ``ckpt`` to ``out`` (a path the caller renames into place). Raises ConversionError naming
     the stage that failed."""
+    from edge.core.quiet import import_quietly
     from edge.measure.procmem import peak_rss, reset_peak_rss
 
+    import_quietly("pytorch_tokenizers")  # its C++ registers a regex fallback with a log line at import
     hp = check_supported(ckpt)
     profile = ExportProfile(peak_is_per_export=reset_peak_rss())
     stage = STAGES[0]
