@@ -2,7 +2,8 @@
 
 It is the only place downstream code learns what an artifact is: its format, source checkpoint,
 size, bits per weight, sha256, reference artifact, tool versions and the model's shape (what the decode
-roofline needs). Nothing parses file names, and nothing downstream needs the source checkpoint.
+roofline needs). Nothing parses file names. ``edge bench`` reads the source checkpoint (where ``source.path``
+says, checked against ``source.content_sha256``) only for the one quality reference every family is compared with.
 """
 
 from __future__ import annotations
