@@ -1,0 +1,136 @@
+"""Regression tests for the defects found in review, each against the real component (llama.cpp's own
+tools, gguf-py's reader, onnx's loader, tokenizers, the ExecuTorch program) where one runs here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import pytest
+
+from device_bench.roofline import roofline
+from edge.artifacts import open_artifact
+from edge.bench import BenchConfig, bench
+from edge.convert import convert
+from edge.core.manifest import Manifest, read_manifest
+
+QUICK = BenchConfig(reps=1, n_prompt=32, n_gen=8, n_ttft=8, quality=False, warmup=False)
+
+
+# ------------------------------------------------------------------ 1. roofline
+def copy_gguf(src: Path, dst: Path, replace: dict) -> Path:
+    """A copy of a GGUF with some keys replaced (key -> (value, type, array element type)), by gguf-py."""
+    r = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
+    for key, f in r.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        if key in replace:
+            value, vtype, sub = replace[key]
+        else:
+            value, vtype = f.contents(), f.types[0]
+            sub = f.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(key, value, vtype, sub_type=sub)
+    for t in r.tensors:
+        w.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for t in r.tensors:
+        w.write_tensor_data(t.data)
+    w.close()
+    return dst
+
+
+def test_roofline_of_a_gguf_with_per_layer_kv_heads_keeps_the_row(tiny_artifacts, tmp_path):
+    """llama.cpp takes head_count_kv as one value per layer; the row of such a GGUF (no manifest beside it)
+    is measured by llama.cpp, stored, and gets a roofline summing the layers' KV."""
+    per_layer = [2, 2]  # what the tensors hold (llama.cpp checks their shapes against it)
+    arr = copy_gguf(tiny_artifacts["f16"], tmp_path / "per-layer-kv.gguf", {"llama.attention.head_count_kv": (
+        per_layer, gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.UINT32)})
+    assert gguf.GGUFReader(str(arr)).fields["llama.attention.head_count_kv"].contents() == per_layer
+    (row,) = bench([arr], config=QUICK)
+    roof = row.raw["roofline"]
+    head_dim = 16  # 64 wide / 4 heads
+    assert roof["kv_bytes"] == pytest.approx(sum(per_layer) * 2 * head_dim * 2 * (QUICK.n_gen - 1) / 2)
+    assert row.tg_tps > 0 and row.decode_gbs == pytest.approx(roof["bytes_per_token"] * row.tg_tps / 1e9)
+    m = read_manifest(arr) or open_artifact(arr).manifest
+    m.model["kv_heads"] = [3, 1]  # layers of different widths: the sum counts
+    assert roofline(m, 9, None, None)["kv_bytes"] == (3 + 1) * 2 * head_dim * 2 * 4
+
+
+@pytest.mark.parametrize("model", [
+    {"layers": 2, "kv_heads": "two", "head_dim": 16, "kv_bytes": 2},
+    {"layers": 2, "kv_heads": [2, None], "head_dim": 16, "kv_bytes": 2},
+    {"layers": 2, "kv_heads": 2, "head_dim": [16], "kv_bytes": 2, "weight_bytes_per_token": "many"},
+])
+def test_roofline_never_raises_and_says_what_is_unknown(model):
+    m = Manifest(format="gguf:f16", family="gguf", variant="f16", artifact="x.gguf", size_bytes=1000, sha256="0",
+                 bits_per_weight=16, parameter_count=500, source={}, tools={}, model=model)
+    roof = roofline(m, 128, 10.0, 5.0)
+    assert roof["kv_bytes"] is None and "unknown" in roof["basis"] and roof["decode_gbs"] == pytest.approx(1e-5)
+
+
+def _gguf_expected(path: Path) -> int:
+    """Tensor bytes minus token_embd plus one of its rows, unless it is also the output layer (tied)."""
+    tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    total = sum(int(t.n_bytes) for t in tensors.values())
+    emb = tensors["token_embd.weight"]
+    if "output.weight" not in tensors:
+        return total
+    n_vocab = int(emb.data.shape[0])  # numpy order: one row per token
+    return total - int(emb.n_bytes) + int(emb.n_bytes) // n_vocab
+
+
+def test_gguf_weight_bytes_per_token(tiny_artifacts, tiny, tmp_path):
+    for variant, path in tiny_artifacts.items():
+        m = read_manifest(path)
+        expected = _gguf_expected(path)
+        assert m.model["weight_bytes_per_token"] == expected < m.size_bytes, variant
+        roof = roofline(m, 128, 100.0, None)
+        assert roof["weight_bytes"] == expected and "one row per token" in roof["basis"]
+    (tied,) = convert(tiny("llama", "bpe", tied=True), "gguf:f16", tmp_path)
+    tensors = gguf.GGUFReader(str(tied.path)).tensors
+    assert "output.weight" not in {t.name for t in tensors}
+    assert tied.manifest.model["weight_bytes_per_token"] == sum(int(t.n_bytes) for t in tensors)
+    assert "read whole" in tied.manifest.model["weight_basis"]
+
+
+def _onnx_expected(folder: Path) -> tuple[int, int, int]:
+    """(all initializer bytes, the input_ids Gather's table bytes, its rows), read with the data loaded."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=True).graph  # the data beside it
+    arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    (gather,) = [n for n in graph.node if n.op_type == "Gather" and n.input[1] == "input_ids"]
+    table = arrays[gather.input[0]]
+    return sum(a.nbytes for a in arrays.values()), table.nbytes, table.shape[0]
+
+
+def test_onnx_weight_bytes_per_token(tiny, tmp_path):
+    arts = {a.manifest.variant: a for a in convert(tiny("llama", "bpe"), "onnx:int8", tmp_path)}
+    for variant, art in arts.items():
+        total, emb, rows = _onnx_expected(art.path)
+        m = art.manifest
+        assert m.model["weight_bytes_per_token"] == total - emb + emb // rows, variant
+        assert total < m.size_bytes  # the folder also holds model.onnx's graph, the tokenizer and configs
+        assert roofline(m, 128, 100.0, None)["weight_bytes"] == total - emb + emb // rows
+    assert emb == rows * 64 * 4  # int8 keeps the embedding float32
+
+
+def test_executorch_weight_bytes_per_token(tiny, tmp_path):
+    """fp32 program: every checkpoint weight as float32, the embedding as one row, plus the RoPE tables
+    (max_seq_len × head_dim, cos and sin) and a few scalars that the program keeps beside them."""
+    pytest.importorskip("executorch")
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    ckpt = tiny("llama", "bpe")
+    (art,) = convert(ckpt, "executorch:fp32?max_seq_len=512", tmp_path, verify=False)
+    cfg = AutoConfig.from_pretrained(ckpt)
+    n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(ckpt).parameters())
+    weights = 4 * (n_params - cfg.vocab_size * cfg.hidden_size + cfg.hidden_size)
+    rope = 2 * 512 * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    got = art.manifest.model["weight_bytes_per_token"]
+    assert weights + rope <= got <= weights + rope + 256, (got, weights, rope)
+    assert got < art.manifest.size_bytes - 4 * cfg.vocab_size * cfg.hidden_size
