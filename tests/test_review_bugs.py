@@ -108,9 +108,15 @@ def _onnx_expected(folder: Path) -> tuple[int, int, int]:
     return sum(a.nbytes for a in arrays.values()), table.nbytes, table.shape[0]
 
 
-def test_onnx_weight_bytes_per_token(tiny, tmp_path):
-    arts = {a.manifest.variant: a for a in convert(tiny("llama", "bpe"), "onnx:int8", tmp_path)}
-    for variant, art in arts.items():
+@pytest.fixture(scope="module")
+def onnx_tiny(tiny, tmp_path_factory):
+    """The tiny Llama as ONNX: {"fp32": Artifact, "int8": Artifact}."""
+    pytest.importorskip("onnxruntime_genai")
+    return {a.manifest.variant: a for a in convert(tiny("llama", "bpe"), "onnx:int8", tmp_path_factory.mktemp("onnx"))}
+
+
+def test_onnx_weight_bytes_per_token(onnx_tiny):
+    for variant, art in onnx_tiny.items():
         total, emb, rows = _onnx_expected(art.path)
         m = art.manifest
         assert m.model["weight_bytes_per_token"] == total - emb + emb // rows, variant
@@ -134,3 +140,29 @@ def test_executorch_weight_bytes_per_token(tiny, tmp_path):
     got = art.manifest.model["weight_bytes_per_token"]
     assert weights + rope <= got <= weights + rope + 256, (got, weights, rope)
     assert got < art.manifest.size_bytes - 4 * cfg.vocab_size * cfg.hidden_size
+
+
+# ------------------------------------------------------------------ 2. ONNX timing
+def test_onnx_last_logits_without_copying_every_row(onnx_tiny):
+    """pp512 and TTFT ask for the last token's logits only: the same row as before, without a copy of
+    every position's [n, vocab] float32 logits (what tracemalloc sees numpy allocate) inside the timer."""
+    import tracemalloc
+
+    import numpy as np
+
+    from converters.onnx.runtime import OgModel
+
+    tokens = [(7 * i) % 500 + 1 for i in range(512)]
+    with OgModel(onnx_tiny["fp32"].path, n_threads=1) as m:
+        every = m.decode(tokens, logits_from=0)
+        assert every.shape == (512, m.n_vocab)
+        tracemalloc.start()
+        try:
+            last = m.decode(tokens)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert last.shape == (1, m.n_vocab)
+    np.testing.assert_allclose(last[0], every[-1], rtol=1e-5, atol=1e-5)
+    full_copy = len(tokens) * m.n_vocab * 4
+    assert peak < full_copy / 8, (peak, full_copy)
