@@ -166,3 +166,58 @@ def test_onnx_last_logits_without_copying_every_row(onnx_tiny):
     np.testing.assert_allclose(last[0], every[-1], rtol=1e-5, atol=1e-5)
     full_copy = len(tokens) * m.n_vocab * 4
     assert peak < full_copy / 8, (peak, full_copy)
+
+
+# ------------------------------------------------------------------ 3. native llama.cpp output
+def _run(argv: list[str], until: tuple[str, ...] = ()) -> str:
+    """The tool's stdout + stderr. llama.cpp's logger thread may drop the last lines at exit (it is leaked
+    on purpose, ggml-org/llama.cpp#22142): with ``until``, run again (3 tries) until one of them is there."""
+    import subprocess
+
+    for _ in range(3):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-500:]
+        text = proc.stdout + "\n" + proc.stderr
+        if not until or any(u in text for u in until):
+            break
+    return text
+
+
+def test_llama_perplexity_kl_divergence_output_is_parsed(tiny_artifacts, llama_tools, tmp_path):
+    """The real llama-perplexity, with argv built as native mode builds it: a reference writes its
+    --kl-divergence-base file ("calculating perplexity over N chunks"), a quantized file reads it
+    ("computing over N chunks"); both give chunks and ctx."""
+    from converters.gguf.native import llama_perplexity_argv, parse_llama_perplexity
+    from edge.core.jobs import JobConfig, QualityJob
+    from edge.datasets import load_dataset
+
+    text = tmp_path / "eval.txt"
+    text.write_text(load_dataset("pydoc").text[:60_000], encoding="utf-8")
+    cfg, base = JobConfig(ctx=128, chunks=3), str(tmp_path / "base.kld")
+    tool = llama_tools["llama-perplexity"]
+    done = ("Final estimate", "Mean PPL(Q)")
+    ref = _run(llama_perplexity_argv(tool, str(tiny_artifacts["f16"]), cfg, QualityJob(str(text), base_out=base),
+                                     ["-t", "2"]), done)
+    q8 = _run(llama_perplexity_argv(tool, str(tiny_artifacts["q8_0"]), cfg, QualityJob(str(text), base_in=base),
+                                    ["-t", "2"]), done)
+    assert "computing over 3 chunks" in q8
+    for out in (parse_llama_perplexity(ref), parse_llama_perplexity(q8)):
+        assert (out["chunks"], out["ctx"]) == (3, 128) and out["ppl"] > 1
+    assert 0 <= parse_llama_perplexity(q8)["kld_mean"] < 1
+
+
+def test_llama_bench_ttft_when_it_is_the_pp_size(tiny_artifacts, llama_tools):
+    """n_ttft == n_prompt: llama-bench runs (and reports) that prefill once, and it gives both figures."""
+    import json
+
+    from converters.gguf.native import llama_bench_argv, parse_llama_bench
+    from edge.core.jobs import JobConfig
+
+    cfg = JobConfig(n_prompt=64, n_gen=16, n_ttft=64)
+    argv = llama_bench_argv(llama_tools["llama-bench"], str(tiny_artifacts["q8_0"]), cfg, ["-t", "2"])
+    assert argv[argv.index("-p") + 1] == "64"
+    text = _run([*argv, "-r", "2"])
+    out = parse_llama_bench(text, cfg.n_prompt, cfg.n_gen, cfg.n_ttft)
+    (pp,) = [r for r in json.loads(text[text.index("["):text.rindex("]") + 1]) if r["n_gen"] == 0]
+    assert out["ttft_s"] == pytest.approx(sum(pp["samples_ns"]) / len(pp["samples_ns"]) / 1e9)
+    assert out["pp_tps"] == pytest.approx(pp["avg_ts"]) and out["tg_tps"] > 0

@@ -11,25 +11,46 @@ from typing import Any
 
 from edge.core.errors import BenchError
 from edge.core.family import NativeSession
+from edge.core.jobs import JobConfig, QualityJob
 from edge.measure.metrics import mean_std
 from edge.measure.protocol import cool_down
 
 
+def llama_bench_argv(tool: str, artifact: str, cfg: JobConfig, threads: list[str]) -> list[str]:
+    """pp of n_prompt tokens, pp of n_ttft tokens (the TTFT; one test when the two are equal), tg of n_gen."""
+    sizes = ",".join(str(n) for n in dict.fromkeys((cfg.n_prompt, cfg.n_ttft)))
+    return [tool, "-m", artifact, "-p", sizes, "-n", str(cfg.n_gen), "-o", "json", *threads]
+
+
+def llama_perplexity_argv(tool: str, artifact: str, cfg: JobConfig, q: QualityJob, threads: list[str]) -> list[str]:
+    """Chunks of ctx tokens; a reference writes its ``--kl-divergence-base`` file, any other artifact reads it."""
+    argv = [tool, "-m", artifact, "-f", q.text_file, "-c", str(cfg.ctx), "-b", str(cfg.ctx), *threads]
+    if cfg.chunks:
+        argv += ["--chunks", str(cfg.chunks)]
+    if q.base_out:
+        argv += ["--kl-divergence-base", q.base_out]
+    elif q.base_in:
+        argv += ["--kl-divergence-base", q.base_in, "--kl-divergence"]
+    return argv
+
+
 def parse_llama_bench(text: str, n_prompt: int, n_gen: int, n_ttft: int) -> dict[str, Any]:
-    """llama-bench ``-o json``: one record per test (pp: n_prompt > 0, n_gen == 0; tg: the reverse)."""
+    """llama-bench ``-o json``: one record per test (pp: n_prompt > 0, n_gen == 0; tg: the reverse). When
+    n_ttft == n_prompt one pp record gives both pp and TTFT."""
     try:
         records = json.loads(text[text.index("["):text.rindex("]") + 1])
     except ValueError:
         raise BenchError(f"llama-bench printed no JSON results ({text.strip()[-200:] or 'nothing'})") from None
     out: dict[str, Any] = {}
     for r in records:
-        if r.get("n_gen") == 0 and r.get("n_prompt") == n_prompt:
+        prefill = r.get("n_gen") == 0
+        if prefill and r.get("n_prompt") == n_prompt:
             out.update(pp_tps=r["avg_ts"], pp_tps_std=r["stddev_ts"], pp_samples=r.get("samples_ts", []))
-        elif r.get("n_gen") == 0 and r.get("n_prompt") == n_ttft:
+        if prefill and r.get("n_prompt") == n_ttft:
             ns = r.get("samples_ns") or [r["avg_ns"]]
             m, s = mean_std([x / 1e9 for x in ns])
             out.update(ttft_s=m, ttft_s_std=s, ttft_samples=[x / 1e9 for x in ns])
-        elif r.get("n_prompt") == 0 and r.get("n_gen") == n_gen:
+        if r.get("n_prompt") == 0 and r.get("n_gen") == n_gen:
             out.update(tg_tps=r["avg_ts"], tg_tps_std=r["stddev_ts"], tg_samples=r.get("samples_ts", []))
         out["threads"] = r.get("n_threads")
         out["llama_cpp_build"] = f"{r.get('build_number')} ({r.get('build_commit')})"
@@ -75,7 +96,9 @@ def parse_llama_perplexity(text: str) -> dict[str, Any]:
     load = re.search(rf"load time =\s*{_NUM} ms", text)
     if load:
         out["load_s"] = float(load.group(1)) / 1000
-    chunks = re.search(r"calculating perplexity over (\d+) chunks, n_ctx=(\d+)", text)
+    # "perplexity: calculating perplexity over N chunks, n_ctx=C, ..."; with --kl-divergence
+    # "kl_divergence: computing over N chunks, n_ctx=C, ..."
+    chunks = re.search(r"(?:calculating perplexity|computing) over (\d+) chunks, n_ctx=(\d+)", text)
     if chunks:
         out["chunks"], out["ctx"] = int(chunks.group(1)), int(chunks.group(2))
     if "ppl" not in out:
@@ -96,9 +119,7 @@ def run(s: NativeSession) -> dict[str, Any]:
     cfg, job = s.cfg, s.job
     res: dict[str, Any] = {"mode": "native"}
     if job.perf:
-        bench = s.tool("llama-bench")
-        base = [bench, "-m", job.artifact, "-p", f"{cfg.n_prompt},{cfg.n_ttft}", "-n", str(cfg.n_gen),
-                "-o", "json", *s.threads()]
+        base = llama_bench_argv(s.tool("llama-bench"), job.artifact, cfg, s.threads())
         s.on_event({"stage": "llama-bench"})
         if cfg.cooldown:  # one repetition per call, cooled down before each
             reps, waits, peak = [], [], {}
@@ -117,14 +138,7 @@ def run(s: NativeSession) -> dict[str, Any]:
         res["peak_basis"] = "VmHWM of llama-bench, sampled from /proc/PID/status every 0.05 s"
     q = job.quality
     if q:
-        ppl = s.tool("llama-perplexity")
-        argv = [ppl, "-m", job.artifact, "-f", q.text_file, "-c", str(cfg.ctx), "-b", str(cfg.ctx), *s.threads()]
-        if cfg.chunks:
-            argv += ["--chunks", str(cfg.chunks)]
-        if q.base_out:
-            argv += ["--kl-divergence-base", q.base_out]
-        elif q.base_in:
-            argv += ["--kl-divergence-base", q.base_in, "--kl-divergence"]
+        argv = llama_perplexity_argv(s.tool("llama-perplexity"), job.artifact, cfg, q, s.threads())
         s.on_event({"stage": "llama-perplexity"})
         text, _ = s.run(argv, "llama-perplexity")
         quality = parse_llama_perplexity(text)
