@@ -221,3 +221,21 @@ def test_llama_bench_ttft_when_it_is_the_pp_size(tiny_artifacts, llama_tools):
     (pp,) = [r for r in json.loads(text[text.index("["):text.rindex("]") + 1]) if r["n_gen"] == 0]
     assert out["ttft_s"] == pytest.approx(sum(pp["samples_ns"]) / len(pp["samples_ns"]) / 1e9)
     assert out["pp_tps"] == pytest.approx(pp["avg_ts"]) and out["tg_tps"] > 0
+
+
+# ------------------------------------------------------------------ 4. BOS of a Hugging Face tokenizer.json
+@pytest.mark.parametrize("template, bos", [("<s> $A </s>", True), ("<s> $A", True), ("$A </s>", False), ("$A", False)])
+def test_hf_tokenizer_bos_with_and_without_eos(tmp_path, template, bos):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    from edge.measure.runtime import HfTokenizerText
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=[("<s>", 1), ("</s>", 2)])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    text = HfTokenizerText()
+    text._load_tokenizer(tmp_path / "tokenizer.json")
+    assert (text.add_bos, text.bos) == (bos, 1 if bos else -1)
+    assert text.tokenize("a b", add_special=True)[: 1 + bos][-1] == 3  # the text follows the BOS, if any
