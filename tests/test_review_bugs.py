@@ -239,3 +239,31 @@ def test_hf_tokenizer_bos_with_and_without_eos(tmp_path, template, bos):
     text._load_tokenizer(tmp_path / "tokenizer.json")
     assert (text.add_bos, text.bos) == (bos, 1 if bos else -1)
     assert text.tokenize("a b", add_special=True)[: 1 + bos][-1] == 3  # the text follows the BOS, if any
+
+
+# ------------------------------------------------------------------ 5. memory-bandwidth probe
+def test_membw_parallel_figure_is_all_bytes_over_the_wall_time():
+    """A real small run: every process starts each pass at one barrier, and the figure is all bytes / the
+    wall time of the pass (best pass), plausible beside one process copying alone in this test."""
+    from device_bench import membw
+
+    r = membw.measure(size_mib=32, reps=3)
+    procs, per, walls = r["membw_procs"], r["membw_bytes_per_proc"], r["membw_walls_s"]
+    assert len(walls["read"]) == len(walls["copy"]) == (3 if procs > 1 else 1) and min(walls["read"]) > 0
+    assert r["membw_gbs"] == round(procs * per / min(walls["read"]) / 1e9, 2)
+    assert r["membw_copy_gbs"] == round(procs * 2 * per / min(walls["copy"]) / 1e9, 2)
+    read_s, copy_s = membw._read_copy(per, 5)  # one process alone, same buffer size
+    alone_read, alone_copy = per / read_s / 1e9, 2 * per / copy_s / 1e9
+    assert 0 < r["membw_gbs"] <= 1.5 * procs * alone_read, (r["membw_gbs"], alone_read)
+    assert 0 < r["membw_copy_gbs"] <= 1.5 * procs * alone_copy, (r["membw_copy_gbs"], alone_copy)
+
+
+def test_membw_passes_overlap():
+    """With the barrier, a pass of two processes takes at least as long as the slower one's own pass:
+    the wall is measured from one release to the last end, on one clock."""
+    from device_bench import membw
+
+    n = 16 * membw.MIB
+    walls = membw.parallel_walls(2, n, 2)
+    alone = membw._read_copy(n, 3)
+    assert min(walls["read"]) >= 0.5 * alone[0] and min(walls["copy"]) >= 0.5 * alone[1], (walls, alone)
