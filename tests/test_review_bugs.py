@@ -267,3 +267,29 @@ def test_membw_passes_overlap():
     walls = membw.parallel_walls(2, n, 2)
     alone = membw._read_copy(n, 3)
     assert min(walls["read"]) >= 0.5 * alone[0] and min(walls["copy"]) >= 0.5 * alone[1], (walls, alone)
+
+
+# ------------------------------------------------------------------ 6. GGUF metadata
+@pytest.mark.parametrize("tokenizer", ["bpe", "spm"])
+def test_gguf_writes_add_bos_and_eos_explicitly(tiny, tmp_path, tokenizer):
+    """The tiny checkpoints' tokenizer_config says nothing about add_bos (transformers drops the key when
+    saving); the BPE one has no post-processor either, so gguf.SpecialVocab cannot tell, the SentencePiece
+    one adds <s>. Both GGUFs carry the keys, with special_flags' answer, and llama.cpp's own vocabulary
+    reads the same (llama_vocab_get_add_bos)."""
+    import json
+
+    from converters.gguf.runtime import LlamaModel
+    from edge.measure.tokens import special_flags
+
+    ckpt = tiny("llama", tokenizer)
+    said = json.loads((ckpt / "tokenizer_config.json").read_text())
+    assert "add_bos_token" not in said
+    (art,) = convert(ckpt, "gguf:f16", tmp_path)
+    fields = gguf.GGUFReader(str(art.path)).fields
+    flags = special_flags(ckpt)
+    assert flags.add_bos == (tokenizer == "spm")
+    assert fields["tokenizer.ggml.add_bos_token"].contents() is flags.add_bos
+    assert fields["tokenizer.ggml.add_eos_token"].contents() is flags.add_eos
+    assert fields["llama.attention.key_length"].contents() == fields["llama.attention.value_length"].contents() == 16
+    with LlamaModel(art.path, n_ctx=64) as m:
+        assert m.add_bos == flags.add_bos
