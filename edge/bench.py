@@ -206,6 +206,7 @@ def _run_one(device: Device, art: Artifact, cfg: BenchConfig, text_file: str | N
     progress.start(f"{label}: placing the artifact on the device", total=art.manifest.size_bytes)
     where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
     job = Job(family=art.family, artifact=where, config=cfg.job_config(), perf=perf, cpus=pinned_cpus(cfg, facts),
+              max_context=art.manifest.details.get("max_seq_len"),
               tokenizer=None if art.tokenizer_path is None else device.place(art.tokenizer_path),
               quality=None if text_file is None else QualityJob(text_file, base_in=base_in, base_out=base_out))
     progress.start(f"{label}: starting")

@@ -293,3 +293,58 @@ def test_gguf_writes_add_bos_and_eos_explicitly(tiny, tmp_path, tokenizer):
     assert fields["llama.attention.key_length"].contents() == fields["llama.attention.value_length"].contents() == 16
     with LlamaModel(art.path, n_ctx=64) as m:
         assert m.add_bos == flags.add_bos
+
+
+# ------------------------------------------------------------------ 7. native ExecuTorch (llama_main)
+def observer_line(prompt_tokens: int, generated: int, *, load_ms=800, tokenize_ms=5, prefill_ms=500, step_ms=16) -> str:
+    """A llama_main run's output as ExecuTorch's runner prints it (stats.h's stats_to_json_string fields)."""
+    import json
+
+    t0 = 2000
+    end_prefill = t0 + tokenize_ms + prefill_ms
+    stats = {"prompt_tokens": prompt_tokens, "generated_tokens": generated, "model_load_start_ms": 1000,
+             "model_load_end_ms": 1000 + load_ms, "inference_start_ms": t0,
+             "inference_end_ms": end_prefill + generated * step_ms, "prompt_eval_end_ms": end_prefill,
+             "first_token_ms": end_prefill, "aggregate_sampling_time_ms": generated,
+             "SCALING_FACTOR_UNITS_PER_SECOND": 1000}
+    return (f"I 00:00:02.100 executorch:text_llm_runner.cpp:200] Max new tokens resolved: {generated + 1}\n"
+            f"PyTorchObserver {json.dumps(stats, separators=(',', ':'))}\n")
+
+
+def _value(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_llama_main_runs_hold_the_prompt_and_the_generated_tokens():
+    from converters.executorch.native import SEQ_MARGIN, run_plan
+    from edge.core.errors import BenchError
+    from edge.core.jobs import Job, JobConfig
+
+    cfg = JobConfig(n_prompt=512, n_gen=128, n_ttft=128, threads=4)
+    job = Job(family="executorch", artifact="/d/m.pte", config=cfg, tokenizer="/d/t.json", max_context=2048)
+    plan = run_plan("/d/llama_main", job)
+    gen, ttft = plan["gen"], plan["ttft"]
+    assert plan["warmup"] == gen and _value(gen, "--cpu_threads") == "4"
+    # --seq_len counts prompt + generated tokens (GenerationConfig.resolve_max_new_tokens)
+    assert int(_value(gen, "--seq_len")) == 512 + 128 + SEQ_MARGIN and len(_value(gen, "--prompt").split()) == 512
+    assert len(_value(ttft, "--prompt").split()) == 128 and int(_value(ttft, "--seq_len")) < 512
+    near = Job(family="executorch", artifact="a", config=cfg, tokenizer="t", max_context=512 + 128 + 4)
+    assert int(_value(run_plan("m", near)["gen"], "--seq_len")) == 512 + 128 + 4  # capped by the program
+    with pytest.raises(BenchError, match="holds 600"):
+        run_plan("m", Job(family="executorch", artifact="a", config=cfg, tokenizer="t", max_context=600))
+
+
+def test_llama_main_result_from_its_stats_lines():
+    from converters.executorch.native import assemble, parse_observer
+
+    gen = [parse_observer(observer_line(513, 142, step_ms=s)) for s in (16, 20)]
+    ttft = [parse_observer(observer_line(129, 17, tokenize_ms=2, prefill_ms=t)) for t in (100, 120)]
+    res = assemble(gen, ttft, {"VmHWM": 5 << 20, "VmSwap": 0}, n_gen=128)
+    assert res["tg_tps"] == pytest.approx((142 / (142 * 0.016) + 142 / (142 * 0.020)) / 2)  # 62.5 and 50 t/s
+    assert res["pp_tps"] == pytest.approx(513 / 0.505)
+    assert res["ttft_s"] == pytest.approx((0.102 + 0.122) / 2)  # from the 128-token runs, tokenization included
+    assert res["ttft_prompt_tokens"] == [129, 129] and res["prompt_tokens"] == [513, 513]
+    assert res["load_s"] == pytest.approx(0.8) and res["peak_rss_bytes"] == 5 << 20
+    assert any("tokenization" in n for n in res["notes"])
+    short = assemble([parse_observer(observer_line(513, 40))], ttft[:1], {}, n_gen=128)
+    assert any("generated 40 tokens" in n for n in short["notes"])

@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.core.errors import BenchError
 
-JOB_VERSION = 1
+JOB_VERSION = 2  # 2: Job.max_context
 
 
 @dataclass
@@ -62,6 +62,7 @@ class Job:
     tokenizer: str | None = None    # path on the device (ExecuTorch programs ship theirs beside them)
     quality: QualityJob | None = None
     cpus: list[int] | None = None   # --cores big: pin to these
+    max_context: int | None = None  # positions the artifact holds, from its manifest when it says (ExecuTorch's max_seq_len)
     version: int = JOB_VERSION
 
     def to_json(self) -> dict[str, Any]:
