@@ -342,4 +342,5 @@ def _job(device: Device, art: Artifact, cfg: BenchConfig, quality: QualityJob | 
     progress.start(f"{_label(device, art)}: placing the artifact on the device", total=art.manifest.size_bytes)
     where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
     return Job(family=art.family, artifact=where, config=cfg.job_config(), cpus=pinned_cpus(cfg, facts),
+               max_context=art.manifest.details.get("max_seq_len"),
                tokenizer=None if art.tokenizer_path is None else device.place(art.tokenizer_path), quality=quality)

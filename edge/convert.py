@@ -106,6 +106,6 @@ def _manifest(family: Family, conv: Converter, ctx: ConvertContext, req: FormatR
         sha256=digest, bits_per_weight=round(bpw, 4), parameter_count=n_params, source=source,
         tools=tool_versions(*family.tools), params=dict(req.params), reference=ref, verification=verification,
         details={**details, **desc.details},
-        model={**ctx.ckpt.hparams.shape(), "kv_bytes": family.kv_bytes})
+        model={**ctx.ckpt.hparams.shape(), "kv_bytes": family.kv_bytes, **desc.model})
     write_manifest(path, m)
     return m

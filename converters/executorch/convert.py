@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from converters.executorch.program import weights_per_token
 from converters.executorch.recipe import EtOptions, check_supported, export_pte, linear_in_features
 from converters.executorch.tables import AUTO_GROUPS
 from edge.core.checkpoint import Checkpoint
@@ -139,7 +140,11 @@ class EtConverter:
         return Checked(v.to_json(), v.summary())
 
     def describe(self, ctx: ConvertContext, request: FormatRequest, path: Path) -> Description:
-        return Description()
+        try:
+            return Description(model=weights_per_token(path))
+        except (ImportError, AttributeError, KeyError, IndexError, StopIteration, ValueError) as exc:
+            # a program layout this reader does not know: the roofline falls back to the file size
+            return Description({"weight_bytes_note": f"not read from the program ({type(exc).__name__}: {exc})"})
 
 
 CONVERTER = EtConverter()

@@ -67,3 +67,14 @@ EMBEDDING_QUANT: dict[str, str] = {
 
 # methods a .pte from this converter must have; the bench refuses programs without them
 REQUIRED_METHODS: tuple[str, ...] = ("forward", "get_max_seq_len", "get_vocab_size", "use_kv_cache")
+
+# ExecuTorch ScalarType -> bytes per element (executorch.exir.scalar_type.ScalarType)
+ELEMENT_BYTES: dict[str, int] = {
+    "BYTE": 1, "CHAR": 1, "SHORT": 2, "INT": 4, "LONG": 8, "HALF": 2, "FLOAT": 4, "DOUBLE": 8, "BOOL": 1,
+    "QINT8": 1, "QUINT8": 1, "QINT32": 4, "BFLOAT16": 2, "QUINT4x2": 1, "QUINT2x4": 1, "BITS16": 2,
+    "FLOAT8E5M2": 1, "FLOAT8E4M3FN": 1, "FLOAT8E5M2FNUZ": 1, "FLOAT8E4M3FNUZ": 1, "UINT16": 2, "UINT32": 4,
+    "UINT64": 8,
+}
+
+# the ops that gather embedding rows (their constant inputs are read one row per token)
+EMBEDDING_OP = "embedding"   # aten::embedding, quantized_decomposed::embedding_byte / embedding_4bit, ...

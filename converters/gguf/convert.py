@@ -70,7 +70,8 @@ class GgufConverter:
     def describe(self, ctx: ConvertContext, request: FormatRequest, path: Path) -> Description:
         facts = gguf_facts(path)
         return Description({"tensor_types": facts["tensor_types"], "file_type": facts["file_type"]},
-                           bits_per_weight=facts["bits_per_weight"], parameter_count=facts["parameter_count"])
+                           model=facts["weights"], bits_per_weight=facts["bits_per_weight"],
+                           parameter_count=facts["parameter_count"])
 
 
 CONVERTER = GgufConverter()

@@ -11,25 +11,43 @@ from typing import Any
 
 from edge.core.errors import BenchError
 from edge.core.family import NativeSession
+from edge.core.jobs import JobConfig, QualityJob
 from edge.measure.metrics import mean_std
 from edge.measure.protocol import cool_down
 
 
+def llama_bench_argv(tool: str, artifact: str, cfg: JobConfig, threads: list[str]) -> list[str]:
+    """pp of n_prompt tokens, pp of n_ttft tokens (the TTFT; one test when the two are equal), tg of n_gen."""
+    sizes = ",".join(str(n) for n in dict.fromkeys((cfg.n_prompt, cfg.n_ttft)))
+    return [tool, "-m", artifact, "-p", sizes, "-n", str(cfg.n_gen), "-o", "json", *threads]
+
+
+def llama_perplexity_argv(tool: str, artifact: str, cfg: JobConfig, q: QualityJob, threads: list[str]) -> list[str]:
+    """With the source reference (``q.base_in``, in llama-perplexity's KL-base format: it holds the tokens,
+    chunks and ctx) a KL-divergence run; without one, perplexity on llama.cpp's own tokenization of the text."""
+    argv = [tool, "-m", artifact, "-c", str(cfg.ctx), "-b", str(cfg.ctx), *threads]
+    if q.base_in:
+        return argv + ["--kl-divergence-base", q.base_in, "--kl-divergence"]
+    return argv + ["-f", q.text_file, *(["--chunks", str(cfg.chunks)] if cfg.chunks else [])]
+
+
 def parse_llama_bench(text: str, n_prompt: int, n_gen: int, n_ttft: int) -> dict[str, Any]:
-    """llama-bench ``-o json``: one record per test (pp: n_prompt > 0, n_gen == 0; tg: the reverse)."""
+    """llama-bench ``-o json``: one record per test (pp: n_prompt > 0, n_gen == 0; tg: the reverse). When
+    n_ttft == n_prompt one pp record gives both pp and TTFT."""
     try:
         records = json.loads(text[text.index("["):text.rindex("]") + 1])
     except ValueError:
         raise BenchError(f"llama-bench printed no JSON results ({text.strip()[-200:] or 'nothing'})") from None
     out: dict[str, Any] = {}
     for r in records:
-        if r.get("n_gen") == 0 and r.get("n_prompt") == n_prompt:
+        prefill = r.get("n_gen") == 0
+        if prefill and r.get("n_prompt") == n_prompt:
             out.update(pp_tps=r["avg_ts"], pp_tps_std=r["stddev_ts"], pp_samples=r.get("samples_ts", []))
-        elif r.get("n_gen") == 0 and r.get("n_prompt") == n_ttft:
+        if prefill and r.get("n_prompt") == n_ttft:
             ns = r.get("samples_ns") or [r["avg_ns"]]
             m, s = mean_std([x / 1e9 for x in ns])
             out.update(ttft_s=m, ttft_s_std=s, ttft_samples=[x / 1e9 for x in ns])
-        elif r.get("n_prompt") == 0 and r.get("n_gen") == n_gen:
+        if r.get("n_prompt") == 0 and r.get("n_gen") == n_gen:
             out.update(tg_tps=r["avg_ts"], tg_tps_std=r["stddev_ts"], tg_samples=r.get("samples_ts", []))
         out["threads"] = r.get("n_threads")
         out["llama_cpp_build"] = f"{r.get('build_number')} ({r.get('build_commit')})"
@@ -55,11 +73,15 @@ def parse_llama_perplexity(text: str) -> dict[str, Any]:
         out["ppl"], out["ppl_unc"] = q or final
     base = grab(rf"Mean PPL\(base\)\s*:\s*{_NUM}\s*±\s*{_NUM}")
     if base:
-        out["ppl_base"] = base[0]
+        out["ppl_base"], out["ppl_base_unc"] = base
+    ratio = grab(rf"Mean ln\(PPL\(Q\)/PPL\(base\)\)\s*:\s*{_NUM}\s*±\s*{_NUM}")
+    if ratio:
+        out["ln_ppl_ratio"], out["ln_ppl_ratio_unc"] = ratio
     kld = grab(rf"Mean\s+KLD:\s*{_NUM}\s*±\s*{_NUM}")
     if kld:
         out["kld_mean"], out["kld_unc"] = kld
-    for key, pat in (("kld_max", "Maximum KLD"), ("kld_99", r"99\.0%\s+KLD"), ("kld_median", r"Median\s+KLD")):
+    for key, pat in (("kld_max", "Maximum KLD"), ("kld_99_9", r"99\.9%\s+KLD"), ("kld_99", r"99\.0%\s+KLD"),
+                     ("kld_median", r"Median\s+KLD")):
         m = re.search(rf"{pat}:\s*{_NUM}", text)
         if m:
             out[key] = float(m.group(1))
@@ -75,7 +97,9 @@ def parse_llama_perplexity(text: str) -> dict[str, Any]:
     load = re.search(rf"load time =\s*{_NUM} ms", text)
     if load:
         out["load_s"] = float(load.group(1)) / 1000
-    chunks = re.search(r"calculating perplexity over (\d+) chunks, n_ctx=(\d+)", text)
+    # "perplexity: calculating perplexity over N chunks, n_ctx=C, ..."; with --kl-divergence
+    # "kl_divergence: computing over N chunks, n_ctx=C, ..."
+    chunks = re.search(r"(?:calculating perplexity|computing) over (\d+) chunks, n_ctx=(\d+)", text)
     if chunks:
         out["chunks"], out["ctx"] = int(chunks.group(1)), int(chunks.group(2))
     if "ppl" not in out:
@@ -92,13 +116,28 @@ def _merge_reps(reps: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+PERPLEXITY_TRIES = 3  # llama.cpp's logger can lose its last lines at exit (ggml-org/llama.cpp#22142)
+
+
+def _perplexity(s: NativeSession, argv: list[str]) -> dict[str, Any]:
+    """Run llama-perplexity and parse its summary, again when the summary was lost at exit."""
+    attempt = 1
+    while True:
+        s.on_event({"stage": "llama-perplexity" + (f" (again: its summary was lost, try {attempt})" if attempt > 1 else "")})
+        text, _ = s.run(argv, "llama-perplexity")
+        try:
+            return {**parse_llama_perplexity(text), **({"tries": attempt} if attempt > 1 else {})}
+        except BenchError:
+            if attempt == PERPLEXITY_TRIES:
+                raise
+            attempt += 1
+
+
 def run(s: NativeSession) -> dict[str, Any]:
     cfg, job = s.cfg, s.job
     res: dict[str, Any] = {"mode": "native"}
     if job.perf:
-        bench = s.tool("llama-bench")
-        base = [bench, "-m", job.artifact, "-p", f"{cfg.n_prompt},{cfg.n_ttft}", "-n", str(cfg.n_gen),
-                "-o", "json", *s.threads()]
+        base = llama_bench_argv(s.tool("llama-bench"), job.artifact, cfg, s.threads())
         s.on_event({"stage": "llama-bench"})
         if cfg.cooldown:  # one repetition per call, cooled down before each
             reps, waits, peak = [], [], {}
@@ -117,15 +156,8 @@ def run(s: NativeSession) -> dict[str, Any]:
         res["peak_basis"] = "VmHWM of llama-bench, sampled from /proc/PID/status every 0.05 s"
     q = job.quality
     if q:
-        ppl = s.tool("llama-perplexity")
-        argv = [ppl, "-m", job.artifact, "-c", str(cfg.ctx), "-b", str(cfg.ctx), *s.threads()]
-        if q.base_in:  # the source reference in llama-perplexity's format: it holds the tokens, chunks and ctx
-            argv += ["--kl-divergence-base", q.base_in, "--kl-divergence"]
-        else:          # no source checkpoint: llama.cpp's own tokenization of the text, perplexity only
-            argv += ["-f", q.text_file, *(["--chunks", str(cfg.chunks)] if cfg.chunks else [])]
-        s.on_event({"stage": "llama-perplexity"})
-        text, _ = s.run(argv, "llama-perplexity")
-        quality = parse_llama_perplexity(text)
+        argv = llama_perplexity_argv(s.tool("llama-perplexity"), job.artifact, cfg, q, s.threads())
+        quality = _perplexity(s, argv)
         res["load_s"] = quality.pop("load_s", None)  # printed only where libllama's perf log is on
         res["quality"] = quality
     if res.get("load_s") is None:

@@ -2,8 +2,10 @@
 
 Byte-level BPE (tokenizer.json) becomes ``tokenizer.ggml.model = gpt2`` with merges and the llama.cpp
 pre-tokenizer named by ``gguf_tables.PRE_TOKENIZERS``; SentencePiece (tokenizer.model) becomes
-``llama`` with scores. Special tokens, add_bos/add_eos and the chat template come from
-``gguf.SpecialVocab``. An unknown pre-tokenizer is refused: llama.cpp would silently tokenize
+``llama`` with scores. Special tokens and the chat template come from ``gguf.SpecialVocab``;
+``tokenizer.ggml.add_bos_token`` / ``add_eos_token`` are always written, as llama.cpp's converter does,
+from ``edge.measure.tokens.special_flags`` (llama.cpp's rule, else what the Hugging Face tokenizer
+does), so llama.cpp's per-pre-tokenizer default never decides. An unknown pre-tokenizer is refused: llama.cpp would silently tokenize
 differently from the source model.
 """
 
@@ -17,6 +19,7 @@ import gguf
 
 from converters.gguf.tables import PRE_TOKENIZERS
 from edge.core.errors import ConversionError
+from edge.measure.tokens import special_flags
 
 
 def pre_signature(pre: dict[str, Any] | None) -> str:
@@ -67,6 +70,18 @@ def _pad(tokens: list[str | None], n_vocab: int) -> int:
     return missing
 
 
+def add_specials(writer: gguf.GGUFWriter, folder: Path, n_vocab: int, *, load_merges: bool) -> None:
+    """Special token ids, merges and chat template (gguf.SpecialVocab), and add_bos / add_eos written
+    explicitly by the rule the evaluation tokens follow."""
+    sv = gguf.SpecialVocab(folder, load_merges=load_merges, n_vocab=n_vocab)
+    for kind in ("bos", "eos"):
+        sv.add_special_token.pop(kind, None)  # written below, always
+    sv.add_to_gguf(writer, quiet=True)
+    flags = special_flags(folder)
+    writer.add_add_bos_token(flags.add_bos)
+    writer.add_add_eos_token(flags.add_eos)
+
+
 def add_bpe_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int) -> dict[str, Any]:
     tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     signature = pre_signature(tok.get("pre_tokenizer"))
@@ -96,7 +111,7 @@ def add_bpe_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int) -> dict[s
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    gguf.SpecialVocab(folder, load_merges=True, n_vocab=n_vocab).add_to_gguf(writer, quiet=True)
+    add_specials(writer, folder, n_vocab, load_merges=True)
     return {"tokenizer": "bpe", "pre": pre, "tokens": len(tokens), "padded": padded}
 
 
@@ -135,7 +150,7 @@ def add_spm_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int) -> dict[s
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
     writer.add_token_types(types)
-    gguf.SpecialVocab(folder, load_merges=False, n_vocab=n_vocab).add_to_gguf(writer, quiet=True)
+    add_specials(writer, folder, n_vocab, load_merges=False)
     return {"tokenizer": "spm", "pre": "default", "tokens": len(tokens), "padded": padded}
 
 

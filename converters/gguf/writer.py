@@ -75,9 +75,8 @@ def _write_hparams(w: gguf.GGUFWriter, hp: Hparams, spec: ArchSpec) -> list[tupl
     w.add_rope_freq_base(hp.rope_theta)
     w.add_rope_dimension_count(hp.head_dim)
     w.add_vocab_size(hp.n_vocab)
-    if hp.head_dim != hp.n_embd // hp.n_head:
-        w.add_key_length(hp.head_dim)
-        w.add_value_length(hp.head_dim)
+    w.add_key_length(hp.head_dim)  # always: llama.cpp's n_embd / n_head default is wrong where head_dim is set
+    w.add_value_length(hp.head_dim)
     extra: list[tuple[str, np.ndarray]] = []
     kind = hp.rope_type
     if kind == "default":

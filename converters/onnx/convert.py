@@ -19,6 +19,7 @@ import numpy as np
 
 from converters.onnx.runtime import OgModel
 from converters.onnx.tables import ARCHITECTURES, UNTIE_WHEN
+from converters.onnx.weights import weights_per_token
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError, UnsupportedArchitectureError, VerificationError
 from edge.core.family import Checked, ConvertContext, Description
@@ -123,7 +124,8 @@ class OnnxConverter:
     def describe(self, ctx: ConvertContext, request: FormatRequest, path: Path) -> Description:
         return Description({"files": sorted(p.name for p in path.iterdir()), "float_tensors": float_tensors(path),
                             "sha256_basis": "sha256 of sorted 'path\\0sha256' lines of the folder's files",
-                            "bits_per_weight_basis": "folder size / source parameters"})
+                            "bits_per_weight_basis": "folder size / source parameters"},
+                           model=weights_per_token(path))
 
 
 CONVERTER = OnnxConverter()

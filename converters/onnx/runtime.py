@@ -1,7 +1,8 @@
 """onnxruntime-genai behind the interface the measurement protocol and the verification use (that of
 ``converters.gguf.runtime.LlamaModel``): a Generator whose KV cache is rewound to 0 for a new
-sequence, logits read from the model's ``logits`` output (every appended position), threads set through
-the session-options overlay. Text goes through the folder's Hugging Face ``tokenizer.json``.
+sequence, logits read from the model's ``logits`` output (the builder's graph computes every appended
+position's; only the last one's is copied out unless more are asked for), threads set through the
+session-options overlay. Text goes through the folder's Hugging Face ``tokenizer.json``.
 """
 
 from __future__ import annotations
@@ -59,11 +60,12 @@ class OgModel(HfTokenizerText, RuntimeModel):
             self.clear()
         self._gen.append_tokens(np.asarray([list(tokens)], dtype=np.int32))
         self._pos = start + n
-        want_from = n - 1 if logits_from is None else logits_from
-        if want_from >= n:
+        if logits_from is None:  # the last position's only, as llama.cpp returns: no copy of every row
+            return np.asarray(self._gen.get_logits(), dtype=np.float32).reshape(1, -1)
+        if logits_from >= n:
             return None
-        logits = self._gen.get_output("logits")[0]   # [n, vocab]: every appended position
-        return np.asarray(logits[want_from:], dtype=np.float32)
+        logits = self._gen.get_output("logits")[0]   # [n, vocab]: every appended position (a copy)
+        return np.asarray(logits[logits_from:], dtype=np.float32)
 
     def close(self) -> None:
         self._gen = None

@@ -35,3 +35,15 @@ ARCHITECTURES: tuple[str, ...] = (
 UNTIE_WHEN: tuple[str, ...] = ("algo_config", "is_symmetric")
 
 REQUIRED_FILES: tuple[str, ...] = ("genai_config.json",)
+
+# weights read per token (converters.onnx.weights): the graph input holding token ids, the ops that only
+# cast, reshape or transpose a tensor (between input_ids or an initializer and the embedding's gather),
+# and the gathering ops with the inputs that are its table
+TOKEN_INPUT = "input_ids"
+PASS_THROUGH: tuple[str, ...] = ("Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Transpose")
+GATHER_TABLE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Gather": (0,),                          # data, indices
+    "GatherBlockQuantized": (0, 2, 3),       # data, indices, scales, zero_points
+}
+# onnx TensorProto data types stored packed below a byte (INT4, UINT4, FLOAT4E2M1) -> bits per element
+PACKED_BITS: dict[int, int] = {22: 4, 21: 4, 23: 4}

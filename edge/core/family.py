@@ -65,9 +65,12 @@ class Checked:
 @dataclass
 class Description:
     """What a family reads back from a finished artifact for its manifest; None leaves the driver's
-    default (parameters of the source checkpoint; bits per weight = 8 × size / parameters)."""
+    default (parameters of the source checkpoint; bits per weight = 8 × size / parameters). ``model``
+    joins the manifest's model dict: ``weight_bytes_per_token`` and its ``weight_basis`` (the roofline's
+    weights; without them it falls back to the artifact's size, an upper bound)."""
 
     details: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
     bits_per_weight: float | None = None
     parameter_count: int | None = None
 

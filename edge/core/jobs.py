@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.core.errors import BenchError
 
-JOB_VERSION = 2
+JOB_VERSION = 2  # 2: the source reference's token stream, sessions, Job.max_context
 
 
 @dataclass
@@ -67,6 +67,7 @@ class Job:
     quality: QualityJob | None = None
     cpus: list[int] | None = None   # --cores big: pin to these
     session: bool = False           # stay loaded and take steps on stdin ("rep", "finish"): interleaved repetitions
+    max_context: int | None = None  # positions the artifact holds, from its manifest when it says (ExecuTorch's max_seq_len)
     version: int = JOB_VERSION
 
     def to_json(self) -> dict[str, Any]:

@@ -37,7 +37,8 @@ class Manifest:
     reference: dict[str, Any] | None = None   # artifact/sha256/format of the unquantized baseline; None for itself
     verification: dict[str, Any] | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    model: dict[str, Any] | None = None       # layers, kv_heads, head_dim, hidden, vocab, kv_bytes (the roofline's input)
+    model: dict[str, Any] | None = None       # layers, kv_heads (int or per layer), head_dim, hidden, vocab, kv_bytes,
+                                              # weight_bytes_per_token + weight_basis (the roofline's input)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema: int = SCHEMA
 

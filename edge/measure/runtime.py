@@ -73,9 +73,15 @@ class RuntimeModel:
         self.close()
 
 
+def adds_bos(plain: list[int], special: list[int]) -> bool:
+    """Whether encoding with special tokens put one token before the plain ids (an EOS after them is allowed)."""
+    return len(special) > len(plain) and special[1:1 + len(plain)] == plain
+
+
 class HfTokenizerText:
     """Text for runtimes that ship a Hugging Face ``tokenizer.json`` (ExecuTorch, onnxruntime-genai):
-    BOS is what the tokenizer's post-processor adds, found by encoding a probe with and without it."""
+    BOS is what the tokenizer's post-processor adds, found by encoding a probe with and without it: one
+    extra token before the plain ids (whatever follows them, such as an EOS, ``<s> $A </s>``)."""
 
     def _load_tokenizer(self, path: str | Path) -> None:
         from tokenizers import Tokenizer
@@ -83,7 +89,7 @@ class HfTokenizerText:
         self._tok = Tokenizer.from_file(str(path))
         plain = self._tok.encode("a", add_special_tokens=False).ids
         special = self._tok.encode("a", add_special_tokens=True).ids
-        self.add_bos = len(special) > len(plain) and special[1:] == plain
+        self.add_bos = adds_bos(plain, special)
         self.bos = special[0] if self.add_bos else -1
 
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
