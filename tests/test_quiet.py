@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-NOISE = ["Failed to load", "Warning", "it/s]", "past_key_values", "Registering override", "Token indices sequence",
+NOISE = ["threadpool.cpp", "Failed to load", "Warning", "it/s]", "past_key_values", "Registering override", "Token indices sequence",
          "torch.utils._pytree", "W1", "I tokenizers"]
 
 

@@ -17,6 +17,7 @@ from converters.executorch.tables import REQUIRED_METHODS
 from edge.measure.runtime import HfTokenizerText, RuntimeModel, default_threads
 from edge.core.jobs import Job
 from edge.core.errors import ArtifactError, BenchError
+from edge.core.quiet import native_stderr_silenced
 
 
 def _runtime():
@@ -37,7 +38,8 @@ class EtModel(HfTokenizerText, RuntimeModel):
         self.path = Path(path)
         rt = _runtime()
         self.n_threads = int(n_threads or default_threads())
-        rt._unsafe_reset_threadpool(self.n_threads)
+        with native_stderr_silenced():  # "[threadpool.cpp:66] Resetting threadpool to N threads." from C++
+            rt._unsafe_reset_threadpool(self.n_threads)
         try:
             self._m = rt._load_for_executorch(str(self.path))
         except (RuntimeError, ValueError) as exc:
