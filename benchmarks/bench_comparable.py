@@ -97,21 +97,35 @@ def oracle(args, have, store, cfg) -> None:
     print(f"(llama-perplexity's two runs: {took:.0f} s; reference base file {base.stat().st_size / 1e6:.0f} MB)")
 
 
-def speed(args, have, cfg) -> None:
+def speed(args, have, cfg, rounds: int = 3) -> None:
+    """edge and llama-bench alternated (edge, llama-bench, edge, …) ``rounds`` times per file, so that the
+    machine's drift falls on both; the ratio of their means, and the spread of the per-round ratios."""
+    from statistics import mean, pstdev
+
     from edge.bench import bench
     from edge.store import Store
 
-    print(f"\n# 2. speed vs llama-bench, same files, same threads, {cfg.reps} reps each, measured one after the other")
-    print(f"{'format':14} {'edge pp512':>12} {'llama-bench':>12} {'ratio':>6}   {'edge tg128':>11} {'llama-bench':>12} {'ratio':>6}")
+    print(f"\n# 2. speed vs llama-bench: same files, same threads, {cfg.reps} reps per call, {rounds} rounds "
+          "alternating edge and llama-bench")
+    print(f"{'format':12} {'edge pp512':>11} {'llama-bench':>11} {'ratio':>13}   {'edge tg128':>10} {'llama-bench':>11} {'ratio':>13}")
     for f in ("gguf:q8_0", "gguf:q4_0"):
-        with Store(Path(tempfile.mkdtemp()) / "s.sqlite") as st:
-            [row] = bench([have[f]], config=_replace(cfg, quality=False), store=st, resume=False)
-        out = _run([str(args.llama_bin / "llama-bench"), "-m", str(have[f]), "-p", "512", "-n", "128", "-t",
-                    str(row.threads), "-r", str(cfg.reps), "-o", "json"])
-        recs = json.loads(out[out.index("["):out.rindex("]") + 1])
-        pp = next(r["avg_ts"] for r in recs if r["n_gen"] == 0)
-        tg = next(r["avg_ts"] for r in recs if r["n_prompt"] == 0)
-        print(f"{f:14} {row.pp_tps:12.1f} {pp:12.1f} {row.pp_tps / pp:6.3f}   {row.tg_tps:11.1f} {tg:12.1f} {row.tg_tps / tg:6.3f}")
+        ours: dict[str, list[float]] = {"pp": [], "tg": []}
+        theirs: dict[str, list[float]] = {"pp": [], "tg": []}
+        for _ in range(rounds):
+            with Store(Path(tempfile.mkdtemp()) / "s.sqlite") as st:
+                [row] = bench([have[f]], config=_replace(cfg, quality=False), store=st, resume=False)
+            ours["pp"].append(row.pp_tps)
+            ours["tg"].append(row.tg_tps)
+            out = _run([str(args.llama_bin / "llama-bench"), "-m", str(have[f]), "-p", "512", "-n", "128", "-t",
+                        str(row.threads), "-r", str(cfg.reps), "-o", "json"])
+            recs = json.loads(out[out.index("["):out.rindex("]") + 1])
+            theirs["pp"].append(next(r["avg_ts"] for r in recs if r["n_gen"] == 0))
+            theirs["tg"].append(next(r["avg_ts"] for r in recs if r["n_prompt"] == 0))
+        cells = []
+        for k in ("pp", "tg"):
+            per_round = [a / b for a, b in zip(ours[k], theirs[k])]
+            cells.append(f"{mean(ours[k]):11.1f} {mean(theirs[k]):11.1f} {mean(ours[k]) / mean(theirs[k]):6.3f} ± {pstdev(per_round):.3f}")
+        print(f"{f:12} {cells[0]}   {cells[1]}")
 
 
 def _replace(cfg, **kw):

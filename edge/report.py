@@ -131,7 +131,7 @@ CELLS: dict[str, Callable[[Result, str], str]] = {
     "pct": lambda r, k: "" if getattr(r, k) is None else f"{100 * getattr(r, k):.2f}",
     "ppl": lambda r, k: _pair(r.ppl, r.ppl_unc, ".3f"),
     "dppl": lambda r, k: _pair(*ppl_delta_pct(r), "+.2f"),
-    "kld": lambda r, k: _pair(r.kld_mean, r.kld_unc, ".5f"),
+    "kld": lambda r, k: _pair(r.kld_mean, r.kld_unc, ".5f" if r.kld_mean is None or abs(r.kld_mean) >= 1e-3 else ".2e"),
     "tail": lambda r, k: _tail(r),
     "top": lambda r, k: _pair(r.same_top, r.same_top_unc, ".2f", 100),
 }

@@ -113,6 +113,8 @@ def test_matrix_gives_uncertainties_and_states_its_protocol(benched):
     line = next(ln for ln in md.splitlines() if "`gguf:q4_0`" in ln)
     assert f"{q4.ppl:.3f} ± {q4.ppl_unc:.3f}" in line and f"{q4.kld_mean:.5f} ± {q4.kld_unc:.5f}" in line
     assert f"{100 * q4.same_top:.2f} ± {100 * q4.same_top_unc:.2f}" in line and "(n=2)" in md
+    f16 = rows["gguf:f16"]  # a KLD below 1e-3 keeps its digits: 6.8e-06, not 0.00001
+    assert f"{f16.kld_mean:.2e} ± " in next(ln for ln in md.splitlines() if "`gguf:f16`" in ln)
     rec = {r["format"]: r for r in json.loads(report(results, "json"))[0]["rows"]}["gguf:q4_0"]
     assert rec["ppl_delta_pct"] == pytest.approx(100 * (q4.ppl / q4.ppl_base - 1), rel=1e-6)
     assert rec["ppl_delta_pct_unc"] > 0 and rec["kld_99"] <= rec["kld_99_9"] <= rec["kld_max"]
