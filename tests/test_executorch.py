@@ -43,6 +43,8 @@ def test_every_variant_is_exported_verified_and_described(et_artifacts):
         assert m.details["max_seq_len"] == 1024  # the tiny model's limit, below the default 2048
         assert {"executorch", "torchao", "torch"} <= set(m.tools)
         assert m.details["tokenizer_file"]["file"] == "tiny-llama-bpe.tokenizer.json"
+        # read from the program for the roofline, also without delegate weights (int8 runs outside XNNPACK)
+        assert 0.2 * m.size_bytes < m.model["weight_bytes_per_token"] <= m.size_bytes, fmt
         if fmt != "executorch:fp32":
             assert m.reference == {"artifact": ref.artifact, "sha256": ref.sha256, "format": "executorch:fp32"}
     q4 = ms["executorch:8da4w?embedding=4&group=32"]

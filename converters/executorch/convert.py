@@ -142,7 +142,7 @@ class EtConverter:
     def describe(self, ctx: ConvertContext, request: FormatRequest, path: Path) -> Description:
         try:
             return Description(model=weights_per_token(path))
-        except (ImportError, AttributeError, KeyError, IndexError, StopIteration, ValueError) as exc:
+        except (ImportError, AttributeError, KeyError, IndexError, StopIteration, TypeError, ValueError) as exc:
             # a program layout this reader does not know: the roofline falls back to the file size
             return Description({"weight_bytes_note": f"not read from the program ({type(exc).__name__}: {exc})"})
 

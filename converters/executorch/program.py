@@ -61,7 +61,7 @@ def weights_per_token(path: Path, method: str = "forward") -> dict[str, Any]:
     program = read_program(path)
     plan = next(p for p in program.execution_plan if p.name == method)
     constants = _constants(plan)
-    named = sum(program.segments[n.segment_index].size for n in program.named_data)
+    named = sum(program.segments[n.segment_index].size for n in program.named_data or [])  # none: no delegate weights
     total = named + sum(_tensor_bytes(t) for t in constants.values())
     calls = _calls(plan)
     table = {i for op, args in calls if EMBEDDING_OP in op for i in args if i in constants}
