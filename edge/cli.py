@@ -130,10 +130,11 @@ def bench(
     itself (transformers fp32, computed once and cached) on one token stream for every family,
     plus the decode roofline (GB/s read per second and its % of the device's measured bandwidth).
 
-    Each artifact runs in its own process; by default all are loaded at once and their repetitions
+    Each artifact runs in its own process; by default all are loaded at once and their repetitions are
     interleaved (when they fit in the device's RAM together); each row is stored as soon as its quality
-    pass finishes, with the device's temperatures, governor and battery before and after. Run the same command again after an
-    interruption (a device unplugged, Ctrl-C): rows already measured with the same settings are kept.
+    pass finishes, with the device's temperatures, governor and battery before and after. Run the same
+    command again after an interruption (a device unplugged, Ctrl-C): rows already measured with the
+    same settings are kept.
 
     On an SSH or adb device the artifact is pushed once (checked by sha256) into the device's workdir.
 
