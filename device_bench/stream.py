@@ -28,20 +28,32 @@ def stream_job(proc: subprocess.Popen, job: Job, on_event: OnEvent, lost: str | 
         pass
     tail: list[str] = []
     try:
-        for line in proc.stderr:
-            if line.startswith(PROGRESS_PREFIX):
-                on_event(json.loads(line[len(PROGRESS_PREFIX):]))
-            elif line.strip():
-                tail = (tail + [line.rstrip()])[-5:]
+        relay(proc.stderr, on_event, tail)
         out = proc.stdout.read()
         proc.wait()
     except BaseException:
         proc.kill()
         proc.wait()
         raise
-    if lost and proc.returncode == 255 and not out.strip():
-        raise DeviceError(f"{lost} ({' | '.join(tail) or 'no message'})")
+    if not out.strip():
+        _raise_if_lost(lost, proc.returncode, tail)
     return decode_result(out, proc.returncode, tail)
+
+
+def relay(lines, on_event: OnEvent, tail: list[str]) -> None:
+    """A runner's stderr: progress lines to ``on_event``, the last 5 other lines kept in ``tail``."""
+    for line in lines:
+        if line.startswith(PROGRESS_PREFIX):
+            on_event(json.loads(line[len(PROGRESS_PREFIX):]))
+        elif line.strip():
+            tail.append(line.rstrip())
+            del tail[:-5]
+
+
+def _raise_if_lost(lost: str | None, returncode: int | None, tail: list[str]) -> None:
+    """A runner that ended with ssh's own exit code (255) and said nothing: the link went, not the job."""
+    if lost and returncode == 255:
+        raise DeviceError(f"{lost} ({' | '.join(tail) or 'no message'})")
 
 
 def _reply(stdout: str, returncode: int | None, stderr_tail: list[str]) -> dict[str, Any]:
@@ -68,16 +80,9 @@ class RunnerSession:
         assert proc.stdin and proc.stderr and proc.stdout
         self.proc, self.lost = proc, lost
         self.tail: list[str] = []
-        self._relay = threading.Thread(target=self._read_stderr, args=(on_event,), daemon=True)
+        self._relay = threading.Thread(target=relay, args=(proc.stderr, on_event, self.tail), daemon=True)
         self._relay.start()
         self._step({**job.to_json(), "session": True})  # answered once loaded
-
-    def _read_stderr(self, on_event: OnEvent) -> None:
-        for line in self.proc.stderr:
-            if line.startswith(PROGRESS_PREFIX):
-                on_event(json.loads(line[len(PROGRESS_PREFIX):]))
-            elif line.strip():
-                self.tail = (self.tail + [line.rstrip()])[-5:]
 
     def _step(self, message: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -89,8 +94,7 @@ class RunnerSession:
         if not line:
             self.proc.wait()
             self._relay.join(timeout=5)
-            if self.lost and self.proc.returncode == 255:
-                raise DeviceError(f"{self.lost} ({' | '.join(self.tail) or 'no message'})")
+            _raise_if_lost(self.lost, self.proc.returncode, self.tail)
         return _reply(line, self.proc.returncode, self.tail)
 
     def rep(self) -> None:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.measure.metrics import log_softmax
-from edge.measure.protocol import rows_per_slice
+from edge.measure.protocol import renormalise, rows_per_slice
 
 MAGIC = b"_logits_"
 RANGE = 16.0      # nats below the most likely token that llama-perplexity keeps
@@ -51,5 +50,5 @@ def write(logprobs: Path, tokens: np.ndarray, n_ctx: int, n_chunk: int, n_vocab:
         fh.write(np.array([n_vocab, n_chunk], dtype="<i4").tobytes())
         fh.write(np.asarray(tokens[: n_ctx * n_chunk], dtype="<i4").tobytes())
         for a in range(0, len(stored), step):
-            fh.write(encode_rows(log_softmax(stored[a:a + step])).tobytes())
+            fh.write(encode_rows(renormalise(stored[a:a + step])).tobytes())
     return out

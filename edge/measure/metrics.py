@@ -79,22 +79,25 @@ class QualityAccumulator:
     def count(self) -> int:
         return int(sum(len(a) for a in self.nll))
 
-    def ppl(self) -> tuple[float, float]:
+    def _log_ppl(self) -> tuple[np.ndarray, float, float]:
+        """The per-token NLLs, their mean (ln PPL) and its standard error."""
         nll = np.concatenate(self.nll)
-        mean, unc = mean_unc(float(nll.sum()), float((nll ** 2).sum()), len(nll))
+        return nll, *mean_unc(float(nll.sum()), float((nll ** 2).sum()), len(nll))
+
+    def ppl(self) -> tuple[float, float]:
+        _, mean, unc = self._log_ppl()
         return math.exp(mean), math.exp(mean) * unc
 
     def summary(self) -> dict[str, float | int | None]:
         n = self.count
-        ppl, ppl_unc = self.ppl()
-        out: dict[str, float | int | None] = {"tokens_scored": n, "ppl": ppl, "ppl_unc": ppl_unc}
+        nll, mean_q, unc_q = self._log_ppl()
+        out: dict[str, float | int | None] = {"tokens_scored": n, "ppl": math.exp(mean_q),
+                                              "ppl_unc": math.exp(mean_q) * unc_q}
         if not self.kld:
             return out
-        nll = np.concatenate(self.nll)
         nll_b = np.concatenate(self.nll_base)
         kld = np.sort(np.concatenate(self.kld))
         pd = np.concatenate(self.p_diff)
-        mean_q, unc_q = mean_unc(float(nll.sum()), float((nll ** 2).sum()), n)
         base_mean, base_unc = mean_unc(float(nll_b.sum()), float((nll_b ** 2).sum()), n)
         # llama-perplexity's paired uncertainty of ln(PPL(Q)/PPL(base)): the two share every token
         cov = (float((nll * nll_b).sum()) / n - mean_q * base_mean) / (n - 1) if n > 1 else 0.0
