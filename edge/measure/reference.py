@@ -37,10 +37,10 @@ class HfRuntime(RuntimeModel):
     def __init__(self, folder: Path, tok=None) -> None:
         import torch
 
-        from edge.measure.verify import load_hf
+        from edge.measure.verify import load_hf_model
 
-        loaded_tok, self._model = load_hf(folder)
-        self._tok = tok or loaded_tok
+        self._model = load_hf_model(folder)
+        self._tok = tok or load_tokenizer(folder)
         self.n_vocab = int(self._model.config.vocab_size)
         self.n_ctx = int(getattr(self._model.config, "max_position_embeddings", 0) or 0)
         self.n_threads = torch.get_num_threads() or default_threads()

@@ -54,16 +54,22 @@ class Verification:
                 f"tokenizer {'identical' if self.tokenizer_match else f'differs at token {self.tokenizer_mismatch_at}'}")
 
 
-def load_hf(checkpoint: Path):
+def load_hf_model(checkpoint: Path):
+    """The checkpoint's transformers model in float32, in eval mode."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # edge draws its own progress
-    tok = AutoTokenizer.from_pretrained(str(checkpoint))
     model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32)
     model.eval()
-    return tok, model
+    return model
+
+
+def load_hf(checkpoint: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(checkpoint)), load_hf_model(checkpoint)
 
 
 def hf_logits(model, ids: list[int]) -> np.ndarray:
