@@ -4,13 +4,15 @@ own tools? One run, on the demo model by default, printing figures and ratios me
 1. oracle: edge's PPL of the Q8_0 GGUF vs `llama-perplexity` on the same file and text (goal: within 0.1 %);
    edge's KLD / same-top vs `llama-perplexity --kl-divergence` with the same base — edge's source reference
    written in llama-perplexity's format (goal: within the float16/uint16 storage error);
-2. speed: edge's pp512 / tg128 vs `llama-bench` on the same file and threads (goal: within 3 %);
+2. speed: edge's pp512 / tg128 vs `llama-bench` on the same file and threads (goal: within 3 %), alternated
+   over --rounds; 2b. the same loops edge's bench times, each call also timed by llama.cpp's own eval
+   counters in the same process — a paired ratio the machine's drift cannot move (what edge adds);
 3. drift: the GGUF ladder measured with repetitions interleaved and one artifact after another — does the
    ranking change, and how far does each artifact's speed drift from its first to its last repetition;
 4. the matrix: every family against the source checkpoint, side by side, with uncertainties;
 5. what a board is sent: the tokens and the reference's log-probs, in bytes.
 
-Usage: python benchmarks/bench_comparable.py [--artifacts DIR] [--llama-bin DIR] [--chunks 32] [--reps 5]
+Usage: python benchmarks/bench_comparable.py [--artifacts DIR] [--llama-bin DIR] [--chunks 32] [--reps 5] [--rounds 3]
 DIR holds artifacts made by `edge convert` (any families; the GGUF Q8_0 is needed for 1-2). llama.cpp's tools:
 `--llama-bin` (default: what the test suite builds, ~/.cache/edge-test/llama.cpp-<version>/bin).
 Run it alone on the machine: every figure is a speed or a ratio of speeds.
@@ -38,8 +40,9 @@ def _args() -> argparse.Namespace:
                     default=Path.home() / ".cache" / "edge-test" / f"llama.cpp-{metadata.version('llama-cpp-python')}" / "bin")
     ap.add_argument("--chunks", type=int, default=32)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="speed: edge / llama-bench alternations per file")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: oracle,speed,drift,matrix")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: oracle,speed,overhead,drift,matrix")
     return ap.parse_args()
 
 
@@ -100,14 +103,17 @@ def oracle(args, have, store, cfg) -> None:
 def speed(args, have, cfg, rounds: int = 3) -> None:
     """edge and llama-bench alternated (edge, llama-bench, edge, …) ``rounds`` times per file, so that the
     machine's drift falls on both; the ratio of their means, and the spread of the per-round ratios."""
-    from statistics import mean, pstdev
+    from statistics import mean, median, stdev
 
     from edge.bench import bench
     from edge.store import Store
 
     print(f"\n# 2. speed vs llama-bench: same files, same threads, {cfg.reps} reps per call, {rounds} rounds "
           "alternating edge and llama-bench")
-    print(f"{'format':12} {'edge pp512':>11} {'llama-bench':>11} {'ratio':>13}   {'edge tg128':>10} {'llama-bench':>11} {'ratio':>13}")
+    print("ratio: mean edge / mean llama-bench; [lo, hi]: the 95 % interval of the mean per-round ratio "
+          "(t-based); med: the median per-round ratio")
+    print(f"{'format':12} {'edge pp512':>11} {'llama-bench':>11} {'ratio [95 %] med':>26}   "
+          f"{'edge tg128':>10} {'llama-bench':>11} {'ratio [95 %] med':>26}")
     for f in ("gguf:q8_0", "gguf:q4_0"):
         ours: dict[str, list[float]] = {"pp": [], "tg": []}
         theirs: dict[str, list[float]] = {"pp": [], "tg": []}
@@ -124,8 +130,49 @@ def speed(args, have, cfg, rounds: int = 3) -> None:
         cells = []
         for k in ("pp", "tg"):
             per_round = [a / b for a, b in zip(ours[k], theirs[k])]
-            cells.append(f"{mean(ours[k]):11.1f} {mean(theirs[k]):11.1f} {mean(ours[k]) / mean(theirs[k]):6.3f} ± {pstdev(per_round):.3f}")
+            half = _t95(len(per_round)) * stdev(per_round) / len(per_round) ** 0.5 if len(per_round) > 1 else float("nan")
+            m = mean(per_round)
+            cells.append(f"{mean(ours[k]):11.1f} {mean(theirs[k]):11.1f} "
+                         f"{mean(ours[k]) / mean(theirs[k]):6.3f} [{m - half:.3f}, {m + half:.3f}] {median(per_round):.3f}")
         print(f"{f:12} {cells[0]}   {cells[1]}")
+
+
+def overhead(args, have, cfg) -> None:
+    """What edge's timing adds to llama.cpp's own: the exact loops edge's bench times (edge.measure.protocol),
+    each call also timed by llama.cpp's internal eval counters (``llama_perf_context``) in the same process,
+    so the machine's drift falls on both sides of each ratio."""
+    import random
+    from statistics import mean
+
+    import llama_cpp
+
+    from converters.gguf.runtime import LlamaModel
+    from edge.measure.protocol import _random_tokens, _time_pp, _time_tg
+
+    print(f"\n# 2b. edge's wall time vs llama.cpp's own eval timers, same calls, {cfg.reps * 4} reps "
+          "(mean [min–max]; > 1: what edge's Python loop adds)")
+    print(f"{'format':12} {'pp512 wall/llama':>17} {'tg128 wall/llama':>17}")
+    for f in ("gguf:q8_0", "gguf:q4_0"):
+        rng = random.Random(0)
+        with LlamaModel(have[f], n_ctx=512, n_threads=args.threads, perf_counters=True) as m:
+            ratios: dict[str, list[float]] = {"pp": [], "tg": []}
+            _time_tg(m, 16, rng)  # warm-up, as the bench does
+            for _ in range(cfg.reps * 4):
+                llama_cpp.llama_perf_context_reset(m._ctx)
+                wall = _time_pp(m, _random_tokens(m, 512, rng))
+                ratios["pp"].append(wall / (llama_cpp.llama_perf_context(m._ctx).t_p_eval_ms / 1e3))
+                llama_cpp.llama_perf_context_reset(m._ctx)
+                wall = _time_tg(m, 128, rng)
+                ratios["tg"].append(wall / (llama_cpp.llama_perf_context(m._ctx).t_eval_ms / 1e3))
+        print(f"{f:12} {mean(ratios['pp']):7.4f} [{min(ratios['pp']):.3f}–{max(ratios['pp']):.3f}]"
+              f" {mean(ratios['tg']):7.4f} [{min(ratios['tg']):.3f}–{max(ratios['tg']):.3f}]")
+
+
+def _t95(n: int) -> float:
+    """Student's t quantile (two-sided 95 %) for n - 1 degrees of freedom."""
+    table = {2: 12.71, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262,
+             12: 2.201, 15: 2.145, 20: 2.093}
+    return table.get(n) or table[max(k for k in table if k <= n)] if n < 30 else 1.96
 
 
 def _replace(cfg, **kw):
@@ -193,7 +240,9 @@ def main() -> None:
         if "oracle" not in skip:
             oracle(args, have, store, cfg)
         if "speed" not in skip:
-            speed(args, have, cfg)
+            speed(args, have, cfg, args.rounds)
+        if "overhead" not in skip:
+            overhead(args, have, cfg)
         if "drift" not in skip:
             drift(args, have, cfg)
         if "matrix" not in skip:

@@ -52,7 +52,7 @@ class LlamaModel(RuntimeModel):
     """One GGUF model with one context of ``n_ctx`` tokens."""
 
     def __init__(self, path: str | Path, *, n_ctx: int = 512, n_batch: int = 512, n_threads: int | None = None,
-                 use_mmap: bool = True, f32_kv_cache: bool = False) -> None:
+                 use_mmap: bool = True, f32_kv_cache: bool = False, perf_counters: bool = False) -> None:
         init_backend()
         import llama_cpp
 
@@ -69,7 +69,7 @@ class LlamaModel(RuntimeModel):
         cparams.n_batch = n_batch
         cparams.n_ubatch = n_batch
         cparams.n_threads = cparams.n_threads_batch = n_threads or default_threads()
-        cparams.no_perf = True
+        cparams.no_perf = not perf_counters  # llama.cpp's own eval timers (benchmarks/bench_comparable.py reads them)
         if f32_kv_cache:  # exact attention for verification; the bench keeps llama.cpp's defaults
             cparams.type_k = cparams.type_v = llama_cpp.GGML_TYPE_F32
             cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
