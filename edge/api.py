@@ -1,4 +1,4 @@
-"""edge's library API, the one surface the CLI (``edge.cli``) calls: convert, bench, report, devices, demo.
+"""edge's library API, the one surface the CLI (``edge.cli``) calls: convert, bench, eval (tasks), report, devices, demo.
 
     from edge.api import convert, bench, report, Store
     artifacts = convert("./SmolLM2-135M-Instruct", "gguf:f16,gguf:q4_k_m")
@@ -16,9 +16,11 @@ from edge.core.formats import FORMATS, parse_formats
 from edge.core.manifest import Artifact, Manifest
 from edge.demo import DEMO_FORMATS, demo_checkpoint, run_demo
 from edge.device_table import device_rows, render_devices
+from edge.evaluate import EvalConfig, evaluate
+from edge.task_report import render_tasks, task_report
 from edge.report import RENDERERS, report, write_report
 from edge.store import Result, Store
 
-__all__ = ["Artifact", "BenchConfig", "DEMO_FORMATS", "EdgeError", "FAMILIES", "FORMATS", "Manifest", "RENDERERS",
+__all__ = ["Artifact", "BenchConfig", "DEMO_FORMATS", "EdgeError", "EvalConfig", "evaluate", "render_tasks", "task_report", "FAMILIES", "FORMATS", "Manifest", "RENDERERS",
            "Result", "Store", "bench", "convert", "demo_checkpoint", "device_rows", "parse_formats", "render_devices",
            "report", "run_demo", "write_report"]

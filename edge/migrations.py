@@ -69,4 +69,49 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE results ADD COLUMN ln_ppl_ratio_unc REAL;
         ALTER TABLE results ADD COLUMN tokens_sha256 TEXT;
     """),
+    ("004_task_results", """
+        CREATE TABLE task_results (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER REFERENCES runs(id),
+            created_at TEXT NOT NULL,
+            device TEXT NOT NULL,
+            model TEXT NOT NULL,
+            format TEXT NOT NULL,
+            artifact_path TEXT NOT NULL,
+            artifact_sha256 TEXT NOT NULL,
+            source_sha256 TEXT,
+            task TEXT NOT NULL,
+            task_sha256 TEXT NOT NULL,
+            encoded_sha256 TEXT NOT NULL,
+            task_source TEXT,
+            licence TEXT,
+            kind TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            acc REAL, acc_se REAL,
+            acc_norm REAL, acc_norm_se REAL,
+            dacc REAL, dacc_lo REAL, dacc_hi REAL, dacc_se REAL, p_mcnemar REAL,
+            flips REAL, flips_se REAL,
+            choice_kl REAL, choice_kl_se REAL,
+            items_per_s REAL,
+            seconds REAL,
+            threads INTEGER,
+            reference_id INTEGER REFERENCES task_results(id),
+            config_sha256 TEXT NOT NULL,
+            raw TEXT
+        );
+        CREATE INDEX task_results_done ON task_results(device, artifact_sha256, encoded_sha256, config_sha256);
+        CREATE TABLE task_items (
+            task_result_id INTEGER NOT NULL REFERENCES task_results(id),
+            idx INTEGER NOT NULL,
+            item_id TEXT NOT NULL,
+            gold INTEGER,
+            pred INTEGER,
+            pred_norm INTEGER,
+            correct INTEGER,
+            lls TEXT,
+            output TEXT,
+            PRIMARY KEY (task_result_id, idx)
+        );
+        CREATE INDEX task_items_by_item ON task_items(item_id);
+    """),
 ]

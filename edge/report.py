@@ -35,6 +35,8 @@ class Matrix:
     formats: list[str]
     cells: dict[tuple[str, str], Result] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=list)        # task columns (edge eval), in name order
+    task_cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (format, device) -> task -> TaskResult
 
     def header(self) -> str:
         """One line: the text, token stream, reference and settings every row of this matrix shares."""
@@ -183,7 +185,36 @@ def _shown(r: Result) -> dict[str, Any]:
     return p
 
 
-def build_matrices(results: list[Result]) -> list[Matrix]:
+def _attach_tasks(m: Matrix, task_rows: list[Any]) -> None:
+    """The latest task row (``edge eval``) of each cell's artifact on its device, per task."""
+    by_artifact: dict[tuple[str, str], dict[str, Any]] = {}
+    for t in sorted(task_rows, key=lambda t: t.id or 0):
+        by_artifact.setdefault((t.artifact_sha256, t.device), {})[t.task] = t
+    for key, r in m.cells.items():
+        found = by_artifact.get((r.artifact_sha256, r.device))
+        if found:
+            m.task_cells[key] = found
+    m.tasks = sorted({name for cell in m.task_cells.values() for name in cell})
+
+
+def _task_text(t: Any) -> list[str]:
+    if t is None:
+        return ["", ""]
+    acc = "" if t.acc is None else f"{100 * t.acc:.1f} ± {100 * (t.acc_se or 0):.1f}"
+    delta = "" if t.dacc is None else f"{100 * t.dacc:+.1f} [{100 * t.dacc_lo:+.1f}, {100 * t.dacc_hi:+.1f}]"
+    return [acc, delta]
+
+
+TASK_HEADS = ["{task} acc %", "{task} Δacc pts [95 %]"]
+TASK_RECORD = ["n", "acc", "acc_se", "acc_norm", "dacc", "dacc_lo", "dacc_hi", "p_mcnemar", "flips", "choice_kl"]
+
+
+def _task_cells(m: Matrix, f: str, d: str) -> list[str]:
+    cell = m.task_cells.get((f, d), {})
+    return [text for name in m.tasks for text in _task_text(cell.get(name))]
+
+
+def build_matrices(results: list[Result], task_rows: list[Any] | None = None) -> list[Matrix]:
     latest: dict[str, tuple[Result, dict[tuple[str, str], Result]]] = {}
     for r in results:  # ordered by id: later rows replace earlier ones measured the same way
         key = json.dumps([r.model, r.dataset, protocol(r)], sort_keys=True, default=str)
@@ -194,12 +225,13 @@ def build_matrices(results: list[Result]) -> list[Matrix]:
         bpw = {f: r.bits_per_weight or 0 for (f, _), r in cells.items()}
         formats = sorted({f for f, _ in cells}, key=lambda f: (-bpw[f], f))
         out.append(Matrix(first.model, first.dataset, devices, formats, cells, _shown(first)))
+        _attach_tasks(out[-1], task_rows or [])
     return out
 
 
 def _headers(m: Matrix) -> list[str]:
     sample = next(iter(m.cells.values()))
-    return [h(sample) for _, h, _ in COLUMNS]
+    return [h(sample) for _, h, _ in COLUMNS] + [h.format(task=t) for t in m.tasks for h in TASK_HEADS]
 
 
 def _records(m: Matrix) -> list[dict[str, Any]]:
@@ -209,8 +241,11 @@ def _records(m: Matrix) -> list[dict[str, Any]]:
             r = m.cells.get((f, d))
             if r is None:
                 continue
+            tasks = m.task_cells.get((f, d), {})
             rows.append({**{k: getattr(r, k) for k in RECORD_KEYS[:_DERIVED_AT]}, **_derived(r),
-                         **{k: getattr(r, k) for k in RECORD_KEYS[_DERIVED_AT:]}})
+                         **{k: getattr(r, k) for k in RECORD_KEYS[_DERIVED_AT:]},
+                         **{f"task_{name}_{k}": getattr(tasks[name], k) if name in tasks else None
+                            for name in m.tasks for k in TASK_RECORD}})
     return rows
 
 
@@ -230,7 +265,7 @@ def render_table(matrices: list[Matrix]):
             cells = [f]
             for d in m.devices:
                 r = m.cells.get((f, d))
-                cells += [cell(r) if r else "" for _, _, cell in COLUMNS]
+                cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + _task_cells(m, f, d)
             t.add_row(*cells)
         tables.append(t)
     return Group(*tables)
@@ -247,7 +282,7 @@ def render_markdown(matrices: list[Matrix]) -> str:
             cells = [f"`{f}`"]
             for d in m.devices:
                 r = m.cells.get((f, d))
-                cells += [cell(r) if r else "" for _, _, cell in COLUMNS]
+                cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + _task_cells(m, f, d)
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
@@ -276,11 +311,13 @@ RENDERERS.register("csv", render_csv)
 RENDERERS.register("json", render_json)
 
 
-def report(results: list[Result], fmt: str = "table") -> Any:
+def report(results: list[Result], fmt: str = "table", tasks: list[Any] | None = None) -> Any:
+    """The matrices of ``results``; ``tasks`` (the store's task rows, ``edge eval``) add per-task columns
+    (acc ± SE, Δacc against the source with its 95 % interval) to the cells of the artifacts they scored."""
     renderer = RENDERERS.get(fmt)
     if not results:
         raise EdgeError("the results store is empty: run `edge bench ARTIFACT...` first (or `edge demo`)")
-    return renderer(build_matrices(results))
+    return renderer(build_matrices(results, tasks))
 
 
 def write_report(rendered: Any, output: Path) -> None:

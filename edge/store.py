@@ -53,7 +53,63 @@ Result = make_dataclass("Result", [_result_field(m) for m in sorted(METRICS, key
                         + [("id", int | None, field(default=None))])
 Result.__module__ = __name__
 
-_JSON_COLUMNS = {"device_facts", "config", "tools"} | {m.key for m in METRICS if m.has("json")}
+@dataclass
+class TaskResult:
+    """One task scored on one artifact on one device (or on the source checkpoint: format ``source``),
+    with its statistics against the source model on the same items (``edge.tasks.stats``)."""
+
+    device: str
+    model: str
+    format: str
+    artifact_path: str
+    artifact_sha256: str
+    task: str
+    task_sha256: str
+    encoded_sha256: str
+    kind: str
+    n: int
+    config_sha256: str
+    run_id: int | None = None
+    source_sha256: str | None = None
+    task_source: str | None = None
+    licence: str | None = None
+    acc: float | None = None
+    acc_se: float | None = None
+    acc_norm: float | None = None
+    acc_norm_se: float | None = None
+    dacc: float | None = None
+    dacc_lo: float | None = None
+    dacc_hi: float | None = None
+    dacc_se: float | None = None
+    p_mcnemar: float | None = None
+    flips: float | None = None
+    flips_se: float | None = None
+    choice_kl: float | None = None
+    choice_kl_se: float | None = None
+    items_per_s: float | None = None
+    seconds: float | None = None
+    threads: int | None = None
+    reference_id: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=now)
+    id: int | None = None
+
+
+@dataclass
+class TaskItem:
+    """One item's outcome: the choices' log-likelihoods (or the generated text), the answer chosen."""
+
+    idx: int
+    item_id: str
+    gold: int | None
+    pred: int | None
+    pred_norm: int | None
+    correct: bool
+    lls: list[float] | None = None
+    output: str | None = None
+
+
+_JSON_COLUMNS = {"device_facts", "config", "tools", "lls"} | {m.key for m in METRICS if m.has("json")}
 
 
 def _encode(obj: Any) -> dict[str, Any]:
@@ -136,6 +192,40 @@ class Store:
             "SELECT * FROM results WHERE device = ? AND artifact_sha256 = ? AND config_sha256 = ? "
             "AND dataset_sha256 IS ? ORDER BY id DESC LIMIT 1", (device, artifact_sha256, config_sha256, dataset_sha256)).fetchone()
         return None if row is None else _decode(Result, row)
+
+    def add_task_result(self, result: TaskResult, items: list[TaskItem]) -> TaskResult:
+        """The task's row and its items in one transaction: a task is stored whole or not at all."""
+        row = _encode(result)
+        with self.db:
+            cur = self.db.execute(f"INSERT INTO task_results ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                                  list(row.values()))
+            result.id = int(cur.lastrowid)
+            self.db.executemany(
+                "INSERT INTO task_items (task_result_id, idx, item_id, gold, pred, pred_norm, correct, lls, output) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(result.id, it.idx, it.item_id, it.gold, it.pred, it.pred_norm, int(it.correct),
+                  None if it.lls is None else json.dumps(it.lls), it.output) for it in items])
+        return result
+
+    def task_results(self, *, model: str | None = None, device: str | None = None,
+                     task: str | None = None) -> list[TaskResult]:
+        sql, args = "SELECT * FROM task_results WHERE 1=1", []
+        for col, val in (("model", model), ("device", device), ("task", task)):
+            if val:
+                sql += f" AND {col} = ?"
+                args.append(val)
+        return [_decode(TaskResult, r) for r in self.db.execute(sql + " ORDER BY id", args)]
+
+    def task_items(self, result_id: int) -> list[TaskItem]:
+        rows = self.db.execute("SELECT * FROM task_items WHERE task_result_id = ? ORDER BY idx", (result_id,))
+        return [TaskItem(r["idx"], r["item_id"], r["gold"], r["pred"], r["pred_norm"], bool(r["correct"]),
+                         None if r["lls"] is None else json.loads(r["lls"]), r["output"]) for r in rows]
+
+    def find_task_done(self, device: str, artifact_sha256: str, encoded_sha256: str, config_sha256: str) -> TaskResult | None:
+        row = self.db.execute(
+            "SELECT * FROM task_results WHERE device = ? AND artifact_sha256 = ? AND encoded_sha256 = ? "
+            "AND config_sha256 = ? ORDER BY id DESC LIMIT 1", (device, artifact_sha256, encoded_sha256, config_sha256)).fetchone()
+        return None if row is None else _decode(TaskResult, row)
 
     def runs(self) -> list[Run]:
         return [_decode(Run, r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]

@@ -375,3 +375,25 @@ def test_transports_are_registered_strategies_with_their_own_keys(tmp_path):
     assert TRANSPORTS.get("adb").identity(phone.spec.link) == {"serial": "ABC123"}
     with pytest.raises(UnknownNameError):
         get_device("ssh:somehost", tmp_path / "none.toml")
+
+
+def test_tasks_in_agent_mode_on_the_board_give_the_local_answers(sshd, devices_file, tiny_artifacts, tmp_path):
+    """edge eval on the loopback SSH board: the items file is pushed once (sha256), the same measuring
+    process scores it there, and every item's log-likelihoods and answer equal the local run's."""
+    import json
+
+    from edge.evaluate import evaluate
+    from task_oracle import QUESTIONS
+
+    task = tmp_path / "q.jsonl"
+    task.write_text("\n".join(json.dumps(q) for q in QUESTIONS), encoding="utf-8")
+    with Store(tmp_path / "r.sqlite") as st:
+        rows = evaluate([tiny_artifacts["q4_0"]], [str(task)], devices=["local", "board"], store=st,
+                        devices_file=devices_file)
+        src, local, board = rows
+        assert (local.device, board.device) == ("local", "board") and board.reference_id == src.id
+        here, there = st.task_items(local.id), st.task_items(board.id)
+    assert [i.pred for i in here] == [i.pred for i in there] and len(here) == len(QUESTIONS)
+    for a, b in zip(here, there):
+        assert a.lls == pytest.approx(b.lls, abs=1e-9)
+    assert board.acc == local.acc and board.dacc == local.dacc and board.flips == local.flips

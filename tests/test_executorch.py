@@ -171,3 +171,20 @@ def test_manifest_is_json_with_export_profile(et_artifacts):
     data = json.loads((out / (ms["executorch:int8"].artifact + ".manifest.json")).read_text())
     assert set(data["details"]["export_seconds"]) >= {"torch.export", "lower to XNNPACK", "to_executorch"}
     assert data["details"]["export_peak_rss_bytes"] > 0 and data["details"]["export_peak_rss_per_export"] is True
+
+
+def test_task_loglikelihoods_equal_transformers_on_the_positional_kv_cache(et_artifacts, tiny, tmp_path):
+    """fp32 (both logits layouts) within 1e-3 nats of transformers; continuing each choice after the shared
+    prefix equals recomputing it from position 0, on fp32 and 8da4w."""
+    from converters.executorch.runtime import EtModel
+    from edge.measure.verify import load_hf_model
+    from task_oracle import check_runtime, choice_items
+
+    out, ms = et_artifacts
+    ck = tiny("llama", "bpe")
+    items, model = choice_items(ck, tmp_path), load_hf_model(ck)
+    for fmt, atol in (("executorch:fp32", 1e-3), ("executorch:fp32?logits=all", 1e-3),
+                      ("executorch:8da4w?embedding=4&group=32", None)):
+        art = out / ms[fmt].artifact
+        with EtModel(art, art.with_name(ms[fmt].details["tokenizer_file"]["file"])) as m:
+            check_runtime(m, model, items, atol=atol)

@@ -112,3 +112,19 @@ def test_builder_failure_keeps_its_message_and_no_folder(tiny, tmp_path):
         convert(ck, "onnx:fp32", out)
     assert "\n" not in str(err.value)
     assert not any(out.iterdir())
+
+
+def test_task_loglikelihoods_equal_transformers_with_the_kv_cache_rewound(onnx_artifacts, tiny, tmp_path):
+    """fp32 within 1e-3 nats of transformers; the shared-prefix path (rewind_to) equals recomputing every
+    choice from position 0, on fp32 and int4."""
+    from converters.onnx.runtime import OgModel
+    from edge.measure.verify import load_hf_model
+    from task_oracle import check_runtime, choice_items
+
+    out, ms = onnx_artifacts
+    ck = tiny("llama", "bpe")
+    items, model = choice_items(ck, tmp_path), load_hf_model(ck)
+    with OgModel(out / ms["onnx:fp32"].artifact) as m:
+        check_runtime(m, model, items, atol=1e-3)
+    with OgModel(out / ms["onnx:int4?block=64"].artifact) as m:
+        check_runtime(m, model, items, atol=None)

@@ -67,6 +67,9 @@ class EtModel(HfTokenizerText, RuntimeModel):
     def clear(self) -> None:
         """The KV cache is positional: the next call at position 0 starts a new sequence."""
 
+    def rewind(self, n: int) -> None:
+        """Positional too: a call at ``start=n`` overwrites positions n... and attends to 0..n+len only."""
+
     def _forward(self, tokens: Sequence[int], start: int) -> np.ndarray:
         torch = self._torch
         out = self._m.forward((torch.tensor([list(tokens)], dtype=torch.long), torch.tensor([start], dtype=torch.long)))

@@ -112,6 +112,9 @@ class LlamaModel(RuntimeModel):
     def clear(self) -> None:
         self._lib.llama_memory_clear(self._lib.llama_get_memory(self._ctx), True)
 
+    def rewind(self, n: int) -> None:
+        self._lib.llama_memory_seq_rm(self._lib.llama_get_memory(self._ctx), 0, n, -1)
+
     def decode(self, tokens: Sequence[int], *, start: int = 0, logits_from: int | None = None) -> np.ndarray | None:
         """Evaluate ``tokens`` at positions ``start...``; return logits for positions >= ``logits_from``.
 

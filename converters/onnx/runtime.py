@@ -50,6 +50,13 @@ class OgModel(HfTokenizerText, RuntimeModel):
             self._gen.rewind_to(0)
             self._pos = 0
 
+    def rewind(self, n: int) -> None:
+        if n == 0:
+            self.clear()
+        elif n < self._pos:
+            self._gen.rewind_to(n)
+            self._pos = n
+
     def decode(self, tokens: Sequence[int], *, start: int = 0, logits_from: int | None = None) -> np.ndarray | None:
         n = len(tokens)
         if start + n > self.n_ctx:

@@ -13,7 +13,7 @@ from typing import Any
 
 from edge.core.errors import BenchError
 
-JOB_VERSION = 2  # 2: the source reference's token stream, sessions, Job.max_context
+JOB_VERSION = 3  # 2: the source reference's token stream, sessions, Job.max_context; 3: tasks
 
 
 @dataclass
@@ -38,12 +38,13 @@ class JobConfig:
     warmup: bool = True
     seed: int = 0
     n_batch: int = 512
+    n_task: int = 0                 # the most positions one task item needs
     cooldown: Cooldown | None = None
 
     @property
     def n_ctx(self) -> int:
         """The context every part of the protocol fits in."""
-        return max(self.n_prompt, self.n_gen, self.n_ttft, self.ctx)
+        return max(self.n_prompt, self.n_gen, self.n_ttft, self.ctx, self.n_task)
 
 
 @dataclass
@@ -58,6 +59,12 @@ class QualityJob:
 
 
 @dataclass
+class TaskJob:
+    items_file: str                 # the task's items as the source tokenizer's ids (edge.tasks.encode), on the device
+    items_sha256: str               # of that file
+
+
+@dataclass
 class Job:
     family: str
     artifact: str                   # path on the device
@@ -68,6 +75,7 @@ class Job:
     cpus: list[int] | None = None   # --cores big: pin to these
     session: bool = False           # stay loaded and take steps on stdin ("rep", "finish"): interleaved repetitions
     max_context: int | None = None  # positions the artifact holds, from its manifest when it says (ExecuTorch's max_seq_len)
+    tasks: list[TaskJob] = field(default_factory=list)  # scored after speed and quality, in this process
     version: int = JOB_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -82,7 +90,8 @@ class Job:
         cfg = dict(data["config"])
         cfg["cooldown"] = Cooldown(**cfg["cooldown"]) if cfg.get("cooldown") else None
         quality = QualityJob(**data["quality"]) if data.get("quality") else None
-        return cls(**{**data, "config": JobConfig(**cfg), "quality": quality})
+        tasks = [TaskJob(**t) for t in data.get("tasks") or []]
+        return cls(**{**data, "config": JobConfig(**cfg), "quality": quality, "tasks": tasks})
 
 
 @dataclass
@@ -99,6 +108,7 @@ class JobResult:
     ttft_s_std: float | None = None
     peak_rss_bytes: int | None = None
     quality: dict[str, Any] | None = None
+    tasks: list[dict[str, Any]] | None = None   # per task: edge.measure.tasks.score_items's result
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

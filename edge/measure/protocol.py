@@ -20,6 +20,7 @@ from edge.measure.procmem import current_rss, peak_rss
 from edge.measure.runtime import Runtime
 from edge.core.errors import BenchError, DatasetError
 from edge.core.jobs import Cooldown, Job, JobConfig, JobResult, QualityJob
+from edge.measure.tasks import read_encoded, score_items
 from edge.measure.tokens import TokenStream, digest as token_digest
 
 Emit = Callable[[dict[str, Any]], None]
@@ -224,6 +225,9 @@ class Measurement:
         if q:
             cfg = self.job.config
             self.result["quality"] = quality(self.m, job_stream(self.m, q), cfg.ctx, cfg.chunks, q.base_in, None, self.emit)
+        if self.job.tasks:
+            self.result["tasks"] = [score_items(self.m, read_encoded(t.items_file, t.items_sha256), self.emit)
+                                    for t in self.job.tasks]
         return JobResult.from_json(self.result)
 
     def close(self) -> None:

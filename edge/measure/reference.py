@@ -32,36 +32,56 @@ LABEL = "source checkpoint, transformers fp32"
 
 
 class HfRuntime(RuntimeModel):
-    """A transformers model in float32 as a ``Runtime`` for the quality protocol (whole sequences only)."""
+    """A transformers model in float32 as a ``Runtime``: whole sequences for the quality protocol, and a
+    KV cache (``DynamicCache``) continued at its end or rewound for the choices of a task's question."""
 
     def __init__(self, folder: Path, tok=None) -> None:
         import torch
 
         from edge.measure.verify import load_hf_model
 
+        self._torch = torch
         self._model = load_hf_model(folder)
         self._tok = tok or load_tokenizer(folder)
         self.n_vocab = int(self._model.config.vocab_size)
         self.n_ctx = int(getattr(self._model.config, "max_position_embeddings", 0) or 0)
         self.n_threads = torch.get_num_threads() or default_threads()
         self.bos, self.add_bos = -1, False
+        self._cache, self._len = None, 0
 
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
         return self._tok(text, add_special_tokens=add_special, split_special_tokens=True)["input_ids"]
 
     def clear(self) -> None:
-        pass
+        self._cache, self._len = None, 0
+
+    def rewind(self, n: int) -> None:
+        if n == 0:
+            self.clear()
+        elif self._cache is not None and n < self._len:
+            self._cache.crop(n - self._len)  # transformers 5: a negative count of positions to drop
+            self._len = n
 
     def decode(self, tokens: Sequence[int], *, start: int = 0, logits_from: int | None = None) -> np.ndarray | None:
-        from edge.measure.verify import hf_logits
+        torch = self._torch
+        from transformers import DynamicCache
 
-        if start != 0:
-            raise ValueError("HfRuntime evaluates whole sequences only")
-        logits = hf_logits(self._model, list(tokens))
-        return logits[-1:] if logits_from is None else logits[logits_from:]
+        if start == 0:
+            self.clear()
+        elif start != self._len:
+            raise ValueError(f"HfRuntime continues its sequence at {self._len}, not at {start}")
+        if self._cache is None:
+            self._cache = DynamicCache(config=self._model.config)
+        with torch.inference_mode():
+            out = self._model(torch.tensor([list(tokens)]), cache=self._cache, use_cache=True)
+        self._len = start + len(tokens)
+        logits = out.logits[0]
+        if logits_from is None:
+            return logits[-1:].float().numpy()
+        return None if logits_from >= len(tokens) else logits[logits_from:].float().numpy()
 
     def close(self) -> None:
-        self._model = None
+        self._model = self._cache = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ class Runtime(Protocol):
 
     ``decode(tokens, start=, logits_from=)`` evaluates ``tokens`` at positions ``start...`` and returns
     the logits of positions >= ``logits_from`` (None: the last token's only), shape (n_out, n_vocab),
-    or None when none were asked for; ``clear()`` starts a new sequence."""
+    or None when none were asked for; ``clear()`` starts a new sequence; ``rewind(n)`` keeps its first
+    ``n`` positions and drops the rest, so the next ``decode`` continues at ``start=n`` (the choices of one
+    question share their context's KV cache)."""
 
     n_vocab: int
     n_ctx: int
@@ -29,6 +31,8 @@ class Runtime(Protocol):
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]: ...
 
     def clear(self) -> None: ...
+
+    def rewind(self, n: int) -> None: ...
 
     def decode(self, tokens: Sequence[int], *, start: int = 0, logits_from: int | None = None) -> np.ndarray | None: ...
 

@@ -79,6 +79,11 @@ def hf_logits(model, ids: list[int]) -> np.ndarray:
         return model(torch.tensor([ids])).logits[0].float().numpy()
 
 
+def _cache_of(res):
+    """The KV cache a transformers 5 forward returned (``cache``; ``past_key_values`` before 5.2x)."""
+    return getattr(res, "cache", None) or res.past_key_values
+
+
 def hf_greedy(model, prompt: list[int], n_new: int) -> list[int]:
     import torch
 
@@ -88,7 +93,7 @@ def hf_greedy(model, prompt: list[int], n_new: int) -> list[int]:
         for _ in range(n_new):
             nxt = int(res.logits[0, -1].argmax())
             out.append(nxt)
-            res = model(torch.tensor([[nxt]]), past_key_values=res.past_key_values, use_cache=True)
+            res = model(torch.tensor([[nxt]]), cache=_cache_of(res), use_cache=True)
     return out
 
 
