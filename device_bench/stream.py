@@ -27,9 +27,15 @@ def stream_job(proc: subprocess.Popen, job: Job, on_event: OnEvent, lost: str | 
     except BrokenPipeError:
         pass
     tail: list[str] = []
+    chunks: list[str] = []
+    # stdout is drained beside the stderr relay: a result larger than a pipe's buffer (a task's items)
+    # would otherwise block the runner on its write while this side waits for stderr to end
+    reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()), daemon=True)
+    reader.start()
     try:
         relay(proc.stderr, on_event, tail)
-        out = proc.stdout.read()
+        reader.join()
+        out = "".join(chunks)
         proc.wait()
     except BaseException:
         proc.kill()

@@ -255,3 +255,14 @@ def test_quick_is_the_default_suite_at_500_items_each():
     assert got[-2:] == [("mine.jsonl", None), ("arc_easy", None)]
     assert 5 <= len(DEFAULT_SUITE) <= 6 and "sciq" not in DEFAULT_SUITE
     assert all("NC" not in t.licence for t in TASKS if t.default)
+
+
+def test_a_result_larger_than_a_pipe_buffer_comes_back(tiny_artifacts, tmp_path):
+    """1,500 items' log-likelihoods are ~150 KB of JSON on the runner's stdout, more than a pipe holds:
+    the host must drain stdout while it relays stderr (it once waited on stderr and both sides hung)."""
+    from edge.evaluate import evaluate
+
+    lines = [{"question": f"Is {i} even?", "choices": ["yes", "no", "maybe"], "answer": i % 2} for i in range(1500)]
+    with Store(tmp_path / "s.sqlite") as st:
+        src, row = evaluate([tiny_artifacts["q4_0"]], [str(_write(tmp_path / "many.jsonl", lines))], store=st)
+        assert row.n == 1500 and len(st.task_items(row.id)) == 1500
