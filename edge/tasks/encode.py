@@ -47,7 +47,7 @@ class Encoder:
             pairs = [self.pair(c.context, c.continuation) for c in item.choices]
             return {"kind": "choice", "seqs": [p[0] for p in pairs], "n_ctx": [p[1] for p in pairs]}
         return {"kind": "gen", "prompt": self.chat_ids(item.prompt) if self.chat else self.prefix + self.ids(item.prompt),
-                "max_tokens": item.max_tokens}
+                "max_tokens": item.max_tokens, "stop_seqs": [self.ids(s) for s in item.stop]}
 
     def chat_ids(self, prompt: str) -> list[int]:
         """The prompt as one user turn of the checkpoint's chat template, its control tokens parsed as such."""

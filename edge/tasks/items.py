@@ -22,7 +22,8 @@ class Choice:
 
 @dataclass(frozen=True)
 class ChoiceItem:
-    """Multiple choice or raw cloze: the choice with the highest log-likelihood is the answer."""
+    """Multiple choice or raw cloze: the choice with the highest log-likelihood is the answer. With one
+    choice it is a greedy cloze (LAMBADA): right when every continuation token is the model's argmax."""
 
     id: str
     choices: tuple[Choice, ...]

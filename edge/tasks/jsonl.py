@@ -90,7 +90,7 @@ def _item(obj: dict[str, Any], fmt: _Format, default_id: str) -> Item:
         ctx = fmt.question(str(obj["question"]))
         return ChoiceItem(item_id, tuple(Choice(ctx, " " + c) for c in choices), _answer(obj["answer"], choices))
     if kind == "raw cloze":
-        conts = _strings(obj["continuations"], "continuations", 2)
+        conts = _strings(obj["continuations"], "continuations", 1)  # one: right when greedy (LAMBADA)
         return ChoiceItem(item_id, tuple(Choice(fmt.prefix + str(obj["context"]), c) for c in conts),
                           _answer(obj["answer"], conts))
     check = obj.get("check", "exact")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from collections.abc import Sequence, Sized
-from typing import NamedTuple
 
 import numpy as np
 
@@ -66,16 +65,6 @@ class Delta:
     a_only: int
     r_only: int
     p_mcnemar: float
-
-
-class Scored(NamedTuple):
-    """One model's scores on a task: per item, the choices' summed log-likelihoods (``lls``), the
-    choices' continuation lengths in characters (``lengths``) and the gold choice index (``gold``).
-    A plain 3-tuple in this order serves as well."""
-
-    lls: Sequence[Sequence[float]]
-    lengths: Sequence[Sequence[int]]
-    gold: Sequence[int]
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -242,51 +231,3 @@ def choose(lls: Sequence[Sequence[float]], lengths: Sequence[Sequence[int]]) -> 
             raise ValueError(f"choose: item {i} has a continuation of length ≤ 0: {ln.tolist()}")
         pred[i], pred_norm[i] = np.argmax(ll), np.argmax(ll / ln)
     return pred, pred_norm
-
-
-# -------------------------------------------------------------------------------------------- summary
-
-def _gold(scored: Scored, name: str) -> np.ndarray:
-    gold = _per_item(scored.gold, f"{name} gold")
-    _same_items(gold, scored.lls, f"{name}: gold and lls")
-    n_choices = np.array([len(c) for c in scored.lls])
-    if not np.issubdtype(gold.dtype, np.integer) or (gold < 0).any() or (gold >= n_choices).any():
-        raise ValueError(f"{name}: gold must be a choice index of each item")
-    return gold
-
-
-def _paired_on_same_items(a: Scored, r: Scored, gold_a: np.ndarray) -> None:
-    _same_items(a.lls, r.lls, "summarise")
-    if not np.array_equal(gold_a, _gold(r, "reference")):
-        raise ValueError("summarise: the gold answers differ between artifact and reference: not the same items")
-    for i, (la, lr) in enumerate(zip(a.lengths, r.lengths)):
-        if not np.array_equal(np.asarray(la), np.asarray(lr)):
-            raise ValueError(f"summarise: item {i} has different continuations for artifact and reference")
-
-
-def summarise(artifact: Scored | tuple, reference: Scored | tuple | None = None, *, norm: bool = False,
-              seed: int = 0, n_boot: int = 2000, level: float = 0.95) -> dict[str, float | int | None]:
-    """Everything above for an artifact against its source model, as one flat dict.
-
-    Each argument is one model's :class:`Scored` (``lls``, ``lengths``, ``gold``). Always: ``acc``,
-    ``acc_se``, ``acc_norm``, ``acc_norm_se``, ``n``. With a reference, also ``dacc``, ``dacc_lo``,
-    ``dacc_hi``, ``dacc_se``, ``p_mcnemar``, ``flips``, ``flips_se``, ``choice_kl``, ``choice_kl_se``;
-    the paired numbers use the plain choice (``pred``) or, with ``norm=True``, the length-normalised one.
-    """
-    a = Scored(*artifact)
-    gold = _gold(a, "artifact")
-    pred_a, pred_norm_a = choose(a.lls, a.lengths)
-    acc, acc_norm = accuracy(pred_a == gold), accuracy(pred_norm_a == gold)
-    out: dict[str, float | int | None] = {"acc": acc.value, "acc_se": acc.se, "acc_norm": acc_norm.value,
-                                          "acc_norm_se": acc_norm.se, "n": acc.n}
-    if reference is None:
-        return out
-    r = Scored(*reference)
-    _paired_on_same_items(a, r, gold)
-    pred_r, pred_norm_r = choose(r.lls, r.lengths)
-    chosen_a, chosen_r = (pred_norm_a, pred_norm_r) if norm else (pred_a, pred_r)
-    d = paired_delta(chosen_a == gold, chosen_r == gold, seed=seed, n_boot=n_boot, level=level)
-    f, kl = flips(chosen_a, chosen_r), choice_kl(r.lls, a.lls)
-    out.update(dacc=d.delta, dacc_lo=d.lo, dacc_hi=d.hi, dacc_se=d.se, p_mcnemar=d.p_mcnemar,
-               flips=f.value, flips_se=f.se, choice_kl=kl.value, choice_kl_se=kl.se)
-    return out
