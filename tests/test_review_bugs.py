@@ -348,3 +348,41 @@ def test_llama_main_result_from_its_stats_lines():
     assert any("tokenization" in n for n in res["notes"])
     short = assemble([parse_observer(observer_line(513, 40))], ttft[:1], {}, n_gen=128)
     assert any("generated 40 tokens" in n for n in short["notes"])
+
+
+def test_a_kl_summary_cut_short_at_exit_is_run_again(tiny_artifacts, llama_tools, tmp_path):
+    """llama.cpp's logger can drop its last lines at exit (ggml-org/llama.cpp#22142): a KL run whose output
+    lost "Same top p" and the Δp lines is run again; after the last try the row keeps what was printed and
+    says what was lost. The full text is real llama-perplexity output; the cut copies lose its tail."""
+    from converters.gguf import native
+    from converters.gguf.native import llama_perplexity_argv
+    from edge.core.jobs import JobConfig, QualityJob
+    from edge.datasets import load_dataset
+
+    text = tmp_path / "eval.txt"
+    text.write_text(load_dataset("pydoc").text[:60_000], encoding="utf-8")
+    cfg, base = JobConfig(ctx=128, chunks=3), str(tmp_path / "base.kld")
+    tool = llama_tools["llama-perplexity"]
+    _run(llama_perplexity_argv(tool, str(tiny_artifacts["f16"]), cfg, QualityJob(str(text)), ["-t", "2"])
+         + ["--kl-divergence-base", base], ("Final estimate",))
+    full = _run(llama_perplexity_argv(tool, str(tiny_artifacts["q8_0"]), cfg, QualityJob(str(text), base_in=base),
+                                      ["-t", "2"]), ("RMS Δp",))
+    cut = full[:full.rindex("Same top p")]   # the summary line (the per-chunk table's header names it too)
+
+    class Session:  # hands out the outputs in turn, as the device's run would
+        def __init__(self, outputs):
+            self.outputs, self.events = list(outputs), []
+
+        def on_event(self, ev):
+            self.events.append(ev)
+
+        def run(self, argv, what):
+            return self.outputs.pop(0), {}
+
+    s = Session([cut, full])
+    out = native._perplexity(s, ["llama-perplexity"], kl=True)
+    assert out["tries"] == 2 and out["same_top"] > 0 and "delta_p_rms" in out and not s.outputs
+    last = native._perplexity(Session([cut] * native.PERPLEXITY_TRIES), ["llama-perplexity"], kl=True)
+    assert "same_top" not in last and "kld_mean" in last and "same_top" in last["quality_notes"][0]
+    plain = native._perplexity(Session([cut]), ["llama-perplexity"])        # no KL asked: the PPL is enough
+    assert "tries" not in plain

@@ -117,20 +117,30 @@ def _merge_reps(reps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 PERPLEXITY_TRIES = 3  # llama.cpp's logger can lose its last lines at exit (ggml-org/llama.cpp#22142)
+KL_SUMMARY = ("kld_mean", "same_top", "delta_p_rms")  # the KL summary's lines, the last of them printed last
 
 
-def _perplexity(s: NativeSession, argv: list[str]) -> dict[str, Any]:
-    """Run llama-perplexity and parse its summary, again when the summary was lost at exit."""
+def _perplexity(s: NativeSession, argv: list[str], kl: bool = False) -> dict[str, Any]:
+    """Run llama-perplexity and parse its summary, again when the summary (or, with ``kl``, any line of
+    the KL-divergence summary) was lost at exit; after the last try, what it printed, with a note."""
     attempt = 1
     while True:
         s.on_event({"stage": "llama-perplexity" + (f" (again: its summary was lost, try {attempt})" if attempt > 1 else "")})
         text, _ = s.run(argv, "llama-perplexity")
         try:
-            return {**parse_llama_perplexity(text), **({"tries": attempt} if attempt > 1 else {})}
+            out = {**parse_llama_perplexity(text), **({"tries": attempt} if attempt > 1 else {})}
         except BenchError:
             if attempt == PERPLEXITY_TRIES:
                 raise
             attempt += 1
+            continue
+        missing = [k for k in KL_SUMMARY if kl and k not in out]
+        if not missing:
+            return out
+        if attempt == PERPLEXITY_TRIES:
+            return {**out, "quality_notes": [f"llama-perplexity lost {', '.join(missing)} from its summary "
+                                             f"{attempt} times (ggml-org/llama.cpp#22142)"]}
+        attempt += 1
 
 
 def run(s: NativeSession) -> dict[str, Any]:
@@ -157,7 +167,7 @@ def run(s: NativeSession) -> dict[str, Any]:
     q = job.quality
     if q:
         argv = llama_perplexity_argv(s.tool("llama-perplexity"), job.artifact, cfg, q, s.threads())
-        quality = _perplexity(s, argv)
+        quality = _perplexity(s, argv, kl=bool(q.base_in))
         res["load_s"] = quality.pop("load_s", None)  # printed only where libllama's perf log is on
         res["quality"] = quality
     if res.get("load_s") is None:
