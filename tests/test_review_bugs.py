@@ -365,9 +365,12 @@ def test_a_kl_summary_cut_short_at_exit_is_run_again(tiny_artifacts, llama_tools
     tool = llama_tools["llama-perplexity"]
     _run(llama_perplexity_argv(tool, str(tiny_artifacts["f16"]), cfg, QualityJob(str(text)), ["-t", "2"])
          + ["--kl-divergence-base", base], ("Final estimate",))
-    full = _run(llama_perplexity_argv(tool, str(tiny_artifacts["q8_0"]), cfg, QualityJob(str(text), base_in=base),
-                                      ["-t", "2"]), ("RMS Δp",))
-    cut = full[:full.rindex("Same top p")]   # the summary line (the per-chunk table's header names it too)
+    argv = llama_perplexity_argv(tool, str(tiny_artifacts["q8_0"]), cfg, QualityJob(str(text), base_in=base), ["-t", "2"])
+    for _ in range(10):  # the very loss this test is about can strike here too: a whole summary is wanted
+        full = _run(argv, ("Same top p:",))
+        if "Same top p:" in full:
+            break
+    cut = full[:full.rindex("Same top p:")]   # its last line, "Same top p: x ± y %", lost
 
     class Session:  # hands out the outputs in turn, as the device's run would
         def __init__(self, outputs):
