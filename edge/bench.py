@@ -261,16 +261,14 @@ def _bench_device(device: Device, arts: list[Artifact], todo: dict[Path, Result 
     if not pending:
         return [results[a.path] for a in arts]
     facts = device.facts()
-    run = store.start_run(Run(device=device.name, device_facts=facts, config=asdict(cfg),
-                              tools=tool_versions(*dict.fromkeys(d for f in FAMILIES.values() for d in f.tools), "numpy"),
-                              dataset=data.name if data else None, dataset_sha256=data.sha256 if data else None))
+    run = Run(device=device.name, device_facts=facts, config=asdict(cfg), tools=family_tool_versions(),
+              dataset=data.name if data else None, dataset_sha256=data.sha256 if data else None)
     placed = Placed(device, facts.get("mode", "agent"))
-    status = "failed"
 
     def stored(art: Artifact, res: JobResult, conditions: dict[str, Any]) -> None:
         results[art.path] = store.add_result(_row(run, device, art, res, cfg, data, refs.get(art.path), conditions))
 
-    try:
+    with store.running(run):
         if data:
             placed.text = device.place(text_file)
         jobs = ((art, placed.quality_job(art, refs.get(art.path), progress) if data else None) for art in pending)
@@ -282,12 +280,6 @@ def _bench_device(device: Device, arts: list[Artifact], todo: dict[Path, Result 
                 before = device.conditions()
                 res = device.run_job(_job(device, art, cfg, q, progress, facts), progress_events(progress, _label(device, art)))
                 stored(art, res, {"before": before, "after": device.conditions()})
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        store.finish_run(run, status)
     return [results[a.path] for a in arts]
 
 
@@ -348,11 +340,21 @@ def progress_events(progress: Progress, label: str):
     return on_event
 
 
+def family_tool_versions() -> dict[str, str]:
+    """The versions of every family's tools and numpy, recorded with each run."""
+    return tool_versions(*dict.fromkeys(d for f in FAMILIES.values() for d in f.tools), "numpy")
+
+
+def place_artifact(device: Device, art: Artifact, progress: Progress) -> str:
+    """The artifact on the device (pushed once, sha256-checked), with a progress bar: its path there."""
+    progress.start(f"{_label(device, art)}: placing the artifact on the device", total=art.manifest.size_bytes)
+    return device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
+
+
 def _job(device: Device, art: Artifact, cfg: BenchConfig, quality: QualityJob | None, progress: Progress,
          facts: dict[str, Any]) -> Job:
     """The artifact placed on the device, and the job that measures it there."""
-    progress.start(f"{_label(device, art)}: placing the artifact on the device", total=art.manifest.size_bytes)
-    where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
+    where = place_artifact(device, art, progress)
     return Job(family=art.family, artifact=where, config=cfg.job_config(), cpus=pinned_cpus(cfg, facts),
                max_context=art.manifest.details.get("max_seq_len"),
                tokenizer=None if art.tokenizer_path is None else device.place(art.tokenizer_path), quality=quality)

@@ -17,15 +17,13 @@ from typing import Any
 
 from device_bench.devices import Device, get_device
 from edge.artifacts import Artifact, open_artifact
-from edge.bench import Placed, progress_events, source_checkpoint
+from edge.bench import Placed, family_tool_versions, place_artifact, progress_events, source_checkpoint
 from edge.core.errors import DeviceError, EdgeError
-from edge.core.family import FAMILIES
 from edge.core.fsutil import atomic_path
 from edge.core.hashing import sha256_file
 from edge.core.jobs import Job, JobConfig, TaskJob
 from edge.core.paths import cache_dir
 from edge.core.progress import NULL, Progress
-from edge.core.versions import tool_versions
 from edge.measure.tasks import ENCODED_VERSION
 from edge.measure.tokens import load_tokenizer, special_flags
 from edge.store import Run, Store, TaskItem, TaskResult
@@ -220,11 +218,9 @@ def _eval_device(device: Device, arts: list[Artifact], tasks: list[Task], source
                           "(agent mode); set mode = \"agent\" for it in devices.toml")
     cfg_sha = cfg.sha256(mode)
     out: list[TaskResult] = []
-    run = store.start_run(Run(device=device.name, device_facts=facts, config={"eval": asdict(cfg)},
-                              tools=tool_versions(*dict.fromkeys(d for f in FAMILIES.values() for d in f.tools), "numpy")))
+    run = Run(device=device.name, device_facts=facts, config={"eval": asdict(cfg)}, tools=family_tool_versions())
     placed = Placed(device, mode)
-    status = "failed"
-    try:
+    with store.running(run):
         for art in arts:
             sha = sources[art.path][1]
             todo: list[Encoded] = []
@@ -238,12 +234,6 @@ def _eval_device(device: Device, arts: list[Artifact], tasks: list[Task], source
                     todo.append(enc)
             if todo:
                 out += _eval_artifact(device, art, todo, references, sha, placed, run, cfg, cfg_sha, facts, store, progress)
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        store.finish_run(run, status)
     return out
 
 
@@ -252,8 +242,7 @@ def _eval_artifact(device: Device, art: Artifact, todo: list[Encoded], reference
     from edge.tasks.encode import longest
 
     label = f"{device.name} {art.format}"
-    progress.start(f"{label}: placing the artifact on the device", total=art.manifest.size_bytes)
-    where = device.place(art.path, art.manifest.sha256, lambda n: progress.update(advance=n))
+    where = place_artifact(device, art, progress)
     jobs = [TaskJob(placed.file((enc.sha256, "task"), enc.file, enc.sha256, progress, f"the {enc.task.name} items"),
                     enc.sha256) for enc in todo]
     job = Job(family=art.family, artifact=where, perf=False,

@@ -288,14 +288,18 @@ def render_markdown(matrices: list[Matrix]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def render_csv(matrices: list[Matrix]) -> str:
-    records = [rec for m in matrices for rec in _records(m)]
+def csv_text(records: list[dict[str, Any]]) -> str:
+    """Records as CSV, the first record's keys as the header (empty for none)."""
     buf = io.StringIO()
     if records:
         w = csv.DictWriter(buf, fieldnames=list(records[0]))
         w.writeheader()
         w.writerows(records)
     return buf.getvalue()
+
+
+def render_csv(matrices: list[Matrix]) -> str:
+    return csv_text([rec for m in matrices for rec in _records(m)])
 
 
 def render_json(matrices: list[Matrix]) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,6 +173,20 @@ class Store:
         run.status, run.finished_at = status, now()
         with self.db:
             self.db.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, run.finished_at, run.id))
+
+    @contextmanager
+    def running(self, run: Run) -> Iterator[Run]:
+        """``run`` started, and finished as done, interrupted (Ctrl-C) or failed, whatever happens inside."""
+        self.start_run(run)
+        status = "failed"
+        try:
+            yield run
+            status = "done"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.finish_run(run, status)
 
     def add_result(self, result: Result) -> Result:
         self._insert("results", result)

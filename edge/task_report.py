@@ -5,8 +5,6 @@ different items (another --limit/--seed, another tokenizer) sit in separate tabl
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable
 from dataclasses import asdict
@@ -14,6 +12,7 @@ from typing import Any
 
 from edge.core.errors import EdgeError
 from edge.core.registry import Registry
+from edge.report import csv_text
 from edge.store import TaskResult
 
 
@@ -113,13 +112,7 @@ def records(rows: list[TaskResult]) -> list[dict[str, Any]]:
 
 
 def render_csv(rows: list[TaskResult]) -> str:
-    recs = records(rows)
-    buf = io.StringIO()
-    if recs:
-        w = csv.DictWriter(buf, fieldnames=list(recs[0]))
-        w.writeheader()
-        w.writerows(recs)
-    return buf.getvalue()
+    return csv_text(records(rows))
 
 
 def render_json(rows: list[TaskResult]) -> str:
