@@ -31,7 +31,7 @@ def _constraints(words: str) -> dict:
     out = {}
     for flag, value in zip(parts[::2], parts[1::2]):
         key = flag.lstrip("-").replace("-", "_")
-        out[key] = value if key in ("max_mem", "max_ppl_loss", "task") else float(value)
+        out[key] = value if key in ("max_mem", "max_ppl_loss", "task", "tier") else float(value)
     return out
 
 
@@ -51,12 +51,14 @@ def main() -> None:
     results, tasks = st.results(model=args.model), st.task_results(model=args.model)
     sets = args.constraints or [""]
     for words in sets:
-        c = api.constraints(**_constraints(words))
-        recs = api.recommend_from_store(st, c, model=args.model, devices_file=args.devices_file)
+        kw = _constraints(words)
+        tier = kw.pop("tier", None)
+        recs = api.recommend_from_store(st, api.constraints(**kw), model=args.model, devices_file=args.devices_file, tier=tier)
         print(f"## edge recommend {words}\n")
         print(api.render_recommendation(recs, "md"))
-    c = api.constraints(**_constraints(sets[0]))
-    recs = api.recommend_from_store(st, c, model=args.model, devices_file=args.devices_file)
+    kw = _constraints(sets[0])
+    tier = kw.pop("tier", None)
+    recs = api.recommend_from_store(st, api.constraints(**kw), model=args.model, devices_file=args.devices_file, tier=tier)
     make = []
     for _ in range(args.reps):
         t0 = time.perf_counter()

@@ -226,6 +226,7 @@ MaxKldOpt = Annotated[Optional[float], typer.Option("--max-kld", help="KL diverg
 MaxPplOpt = Annotated[Optional[str], typer.Option("--max-ppl-loss", help="Perplexity increase ceiling against the source, e.g. 3%.", rich_help_panel="Constraints")]
 MaxAccOpt = Annotated[Optional[float], typer.Option("--max-acc-drop", help="Accuracy drop ceiling on --task, in points (scored by `edge eval`).", rich_help_panel="Constraints")]
 TaskOpt = Annotated[Optional[str], typer.Option("--task", "-T", help="The task --max-acc-drop is measured on.", rich_help_panel="Constraints")]
+TieOpt = Annotated[Optional[float], typer.Option("--tie", help="A quality difference small enough to choose the smaller file (in the ranked quality's unit; default KLD 0.001, ΔPPL 0.1 %, 0.5 acc points).", rich_help_panel="Constraints")]
 TierOpt = Annotated[Optional[str], typer.Option("--tier", help="Only this tier: a named group of devices in the devices file's tiers table.", rich_help_panel="Constraints")]
 
 
@@ -241,7 +242,7 @@ def recommend(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Only this model.")] = None,
     min_tg: MinTgOpt = None, min_pp: MinPpOpt = None, max_ttft: MaxTtftOpt = None, max_mem: MaxMemOpt = None,
     max_kld: MaxKldOpt = None, max_ppl_loss: MaxPplOpt = None, max_acc_drop: MaxAccOpt = None, task: TaskOpt = None,
-    tier: TierOpt = None,
+    tie: TieOpt = None, tier: TierOpt = None,
     check: Annotated[bool, typer.Option("--check", help="Exit 1 when some device or tier has no format that fits (a CI gate).")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="table, md or json (json holds the full reasoning).")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
@@ -250,7 +251,7 @@ def recommend(
 ) -> None:
     """Which format to ship on each device and each tier, from the measured results, under your
     constraints: the best quality among the formats that meet every constraint, ties (quality within
-    its 95 % uncertainty) to the smallest file. Every other format is listed with the constraint it
+    its 95 % uncertainty, or a negligible difference: --tie) to the smallest file. Every other format is listed with the constraint it
     fails and by how much; when nothing fits, the closest candidate is named.
 
     Uncertainty counts: a format that passes only within its error bar is marked so. A tier (a named
@@ -272,7 +273,7 @@ def recommend(
     st = _run(api.Store, store)
     recs = _recommendations(st, model, devices_file, tier, min_tg=min_tg, min_pp=min_pp, max_ttft=max_ttft,
                             max_mem=max_mem, max_kld=max_kld, max_ppl_loss=max_ppl_loss, max_acc_drop=max_acc_drop,
-                            task=task)
+                            task=task, tie=tie)
     rendered = _run(api.render_recommendation, recs, format)
     _emit(rendered, output)
     if check and not all(r.fits for r in recs):
@@ -287,7 +288,7 @@ def report(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     min_tg: MinTgOpt = None, min_pp: MinPpOpt = None, max_ttft: MaxTtftOpt = None, max_mem: MaxMemOpt = None,
     max_kld: MaxKldOpt = None, max_ppl_loss: MaxPplOpt = None, max_acc_drop: MaxAccOpt = None, task: TaskOpt = None,
-    tier: TierOpt = None,
+    tie: TieOpt = None, tier: TierOpt = None,
     devices_file: DevicesFileOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -315,7 +316,7 @@ def report(
         _emit(_run(api.task_report, tasks, format), output)
         return
     limits = dict(min_tg=min_tg, min_pp=min_pp, max_ttft=max_ttft, max_mem=max_mem, max_kld=max_kld,
-                  max_ppl_loss=max_ppl_loss, max_acc_drop=max_acc_drop, task=task)
+                  max_ppl_loss=max_ppl_loss, max_acc_drop=max_acc_drop, task=task, tie=tie)
     recs = None
     if results and (format in ("md", "html") or (format == "table" and (tier or any(v is not None for v in limits.values())))):
         recs = _recommendations(st, model, devices_file, tier, **limits)

@@ -67,7 +67,12 @@ RULES: list[Rule] = [
     Rule("max_ppl_loss", "ppl_loss", "max", "ΔPPL",        " %",   "+.2f"),
     Rule("max_acc_drop", "acc_drop", "max", "acc drop",    " pts", "+.1f"),
 ]
-QUALITY = {"kld": "KLD", "ppl_loss": "ΔPPL %", "acc_drop": "acc drop (pts)", "bpw": "bits per weight (nothing measured)"}
+QUALITY = {"kld": "KLD", "ppl_loss": "ΔPPL", "acc_drop": "accuracy drop", "bpw": "bits per weight (nothing measured)"}
+QUALITY_UNIT = {"kld": "", "ppl_loss": " %", "acc_drop": " pts", "bpw": ""}
+# quality differences too small to choose a larger file for, whatever their error bars: two formats closer
+# than this tie (and the smaller is chosen). KLD 0.001 nats/token is below what llama.cpp's q8_0 costs on
+# most models; 0.1 % of perplexity and half an accuracy point are below what a product team can notice.
+NEGLIGIBLE = {"kld": 1e-3, "ppl_loss": 0.1, "acc_drop": 0.5, "bpw": 0.0}
 _MIB = 2**20
 
 
@@ -85,6 +90,7 @@ class Constraints:
     max_ppl_loss: float | None = None    # percent
     max_acc_drop: float | None = None    # accuracy points
     task: str | None = None
+    tie: float | None = None             # a quality difference that counts as a tie (default: NEGLIGIBLE)
 
     def given(self) -> list[Rule]:
         return [r for r in RULES if getattr(self, r.key) is not None or (r.key == "max_mem" and self.max_mem_share is not None)]
@@ -136,10 +142,10 @@ def parse_percent(text: str, flag: str) -> float:
 
 def constraints(*, min_tg: float | None = None, min_pp: float | None = None, max_ttft: float | None = None,
                 max_mem: str | None = None, max_kld: float | None = None, max_ppl_loss: str | None = None,
-                max_acc_drop: float | None = None, task: str | None = None) -> Constraints:
+                max_acc_drop: float | None = None, task: str | None = None, tie: float | None = None) -> Constraints:
     """The constraints from the command line's words, each refusal one line."""
     for flag, v in (("--min-tg", min_tg), ("--min-pp", min_pp), ("--max-ttft", max_ttft), ("--max-kld", max_kld),
-                    ("--max-acc-drop", max_acc_drop)):
+                    ("--max-acc-drop", max_acc_drop), ("--tie", tie)):
         if v is not None and (not math.isfinite(v) or v < 0):
             raise ConstraintError(f"{flag} {v:g}: must be a number ≥ 0")
     mem, share = parse_memory(max_mem) if max_mem is not None else (None, None)
@@ -148,7 +154,7 @@ def constraints(*, min_tg: float | None = None, min_pp: float | None = None, max
                               "(scored with `edge eval`)")
     return Constraints(min_tg, min_pp, max_ttft, mem, share, max_kld,
                        parse_percent(max_ppl_loss, "--max-ppl-loss") if max_ppl_loss is not None else None,
-                       max_acc_drop, task)
+                       max_acc_drop, task, tie)
 
 
 # ---------------------------------------------------------------- measured cells
@@ -378,7 +384,7 @@ def decide(scope: str, name: str, devices: list[str], formats: list[str], cells:
         checks = [check(c, r, x) for x in present for r in rules]
         qs = [_quality(x, key) for x in present]
         quality = None if not qs or any(q is None for q in qs) else max(qs, key=lambda q: q.value)
-        v = Verdict(fmt, "fits", size, bpw, quality, checks=checks, missing=missing, in_tier=scope == "tier")
+        v = Verdict(fmt, "fits", size, bpw, quality, checks=checks, missing=missing, in_tier=len(devices) > 1)
         v.estimate = "; ".join(e for e in (_estimate(fmt, d, cells) for d in missing) if e)
         if v.failed:  # fails where it was measured: whatever the other devices would say
             v.status = "fails"
@@ -394,8 +400,10 @@ def decide(scope: str, name: str, devices: list[str], formats: list[str], cells:
     d = Decision(scope, name, devices, None, "", verdicts=verdicts)
     if fitting:
         best = min(fitting, key=lambda v: (v.quality.value, v.size_bytes))
-        tied = [v for v in fitting if _tied(v.quality, best.quality)]
-        pick = min(tied, key=lambda v: (v.size_bytes, v.quality.value))
+        tie = NEGLIGIBLE[key] if c.tie is None else c.tie
+        tied = [v for v in fitting if _tied(v.quality, best.quality, tie)]
+        # among the tied, one that passes outright before one that passes only within its error bar
+        pick = min(tied, key=lambda v: (v.marginal, v.size_bytes, v.quality.value))
         d.choice, d.tied = pick.format, [v.format for v in tied if v is not pick]
         d.why = _why(pick, best, tied, fitting, verdicts, key)
         return d
@@ -404,6 +412,10 @@ def decide(scope: str, name: str, devices: list[str], formats: list[str], cells:
         closest = min(measured, key=lambda v: (max(ch.miss or 0 for ch in v.failed), v.size_bytes or 0))
         d.closest = closest.format
         d.why = f"nothing fits; closest: {closest.format} ({closest.reason()})"
+    elif verdicts and all(v.missing for v in verdicts):
+        absent = sorted({m for v in verdicts for m in v.missing}, key=devices.index)
+        d.why = (f"nothing fits: no format was measured on {', '.join(absent)} "
+                 f"(`edge bench ARTIFACT... -d {','.join(absent)}`)")
     elif verdicts:
         d.why = "nothing fits: no format was measured for every constraint here"
     else:
@@ -411,9 +423,10 @@ def decide(scope: str, name: str, devices: list[str], formats: list[str], cells:
     return d
 
 
-def _tied(q: Measured, best: Measured) -> bool:
-    """Two qualities that cannot be told apart: the difference within the combined 95 % half-widths."""
-    return abs(q.value - best.value) <= math.hypot((q.hi - q.lo) / 2, (best.hi - best.lo) / 2)
+def _tied(q: Measured, best: Measured, negligible: float) -> bool:
+    """Two qualities that cannot be told apart (the difference within the combined 95 % half-widths) or
+    whose difference is negligible."""
+    return abs(q.value - best.value) <= max(negligible, math.hypot((q.hi - q.lo) / 2, (best.hi - best.lo) / 2))
 
 
 def value_pm(v: float, h: float, sign: bool = False) -> str:
@@ -428,13 +441,13 @@ def value_pm(v: float, h: float, sign: bool = False) -> str:
 def _qtext(q: Measured, key: str) -> str:
     if key == "bpw":
         return f"{-q.value:.2f} bpw"
-    return f"{QUALITY[key]} {value_pm(q.value, (q.hi - q.lo) / 2, sign=key != 'kld')}"
+    return f"{QUALITY[key]} {value_pm(q.value, (q.hi - q.lo) / 2, sign=key != 'kld')}{QUALITY_UNIT[key]}"
 
 
 def _why(pick: Verdict, best: Verdict, tied: list[Verdict], fitting: list[Verdict], verdicts: list[Verdict], key: str) -> str:
     out = f"{_qtext(pick.quality, key)}, {_size(pick.size_bytes)}; {len(fitting)} of {len(verdicts)} formats fit"
     if pick is not best:
-        out += f"; quality tied with {best.format} within error, and smaller"
+        out += f"; quality tied with the best, {best.format} ({_qtext(best.quality, key)}), and smaller"
     elif len(tied) > 1:
         out += f"; tied in quality with {', '.join(v.format for v in tied if v is not pick)}, and the smallest"
     if key == "bpw":
@@ -506,7 +519,9 @@ def choice_text(d: Decision) -> str:
 
 def title(r: Recommendation) -> str:
     return (f"Recommendation for {r.model} — constraints: {r.constraints} "
-            f"(95 % intervals; best {QUALITY[r.quality]} among the formats that fit, ties to the smallest)")
+            f"(95 % intervals; among the formats that fit, the "
+            + ("most bits per weight, no quality measured" if r.quality == "bpw" else f"least {QUALITY[r.quality]}")
+            + "; ties to the smallest)")
 
 
 def scope_text(d: Decision) -> str:

@@ -117,6 +117,9 @@ def flags(r: Result) -> list[str]:
         cv = _cv(v, s)
         if cv is not None and cv > CV_LIMIT:
             out.append(f"{name} cv {100 * cv:.0f}% > {100 * CV_LIMIT:.0f}%")
+    pct = pct_of_membw(r)
+    if pct is not None and pct > 100:  # more than the device can read: the bytes-per-token estimate is too high
+        out.append(f"roofline {pct:.0f}% > 100%")
     cond = r.conditions or {}
     t0, t1 = (cond.get("before") or {}).get("max_temp_c"), (cond.get("after") or {}).get("max_temp_c")
     if t0 is not None and t1 is not None and t1 - t0 >= 10:
