@@ -110,9 +110,17 @@ def source_references(arts: list[Artifact], data, cfg: BenchConfig, source: Path
     return out
 
 
+def _calibrated_on(art: Artifact, dataset) -> bool:
+    """Was the artifact's quantization calibrated on this very text (an importance matrix)?"""
+    calib = (art.manifest.details or {}).get("calibration") or {}
+    return bool(calib) and calib.get("sha256") == dataset.sha256
+
+
 def _row(run: Run, device: Device, art: Artifact, result: JobResult, cfg: BenchConfig, dataset,
          ref: SourceReference | None, conditions: dict[str, Any]) -> Result:
     q = dict(result.quality or {})
+    if q and _calibrated_on(art, dataset):
+        q["calibrated_on_eval_text"] = True
     if q and ref is not None and q.get("kld_mean") is not None:
         q.update(reference=ref.meta["label"], reference_key=ref.key)
         if q.get("tokens_sha256") is None:  # a native tool that read the reference's own tokens (llama-perplexity)
@@ -154,6 +162,10 @@ def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, conf
         raise EdgeError(f"--source {source_dir}: not a checkpoint folder")
     arts = [open_artifact(a, progress) for a in artifacts]
     data = load_dataset(dataset) if cfg.quality else None
+    for a in arts:
+        if data and _calibrated_on(a, data):
+            progress.note(f"WARNING: {a.format} was calibrated on {data.name}, the text it is now measured on: its "
+                          "quality figures flatter it (the row says so; measure on another text)")
     targets = [get_device(d, devices_file) for d in devices or ["local"]]  # unknown names fail before any work
     own_store = store is None
     store = store or Store()

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import OutputError
@@ -58,11 +59,24 @@ def convert(checkpoint: str | Path, formats: str | list[str], out: str | Path | 
               "parameter_count": ckpt.parameter_count}
     text = load_dataset(None).text
     artifacts: list[Artifact] = []
+    texts = _texts(requests)
     for fam, reqs in by_family.items():
         with tempfile.TemporaryDirectory(prefix=f"edge-{fam}-") as scratch:
-            ctx = ConvertContext(ckpt, out_dir, text, verify, threads, progress, Path(scratch))
+            ctx = ConvertContext(ckpt, out_dir, text, verify, threads, progress, Path(scratch), texts=texts)
             artifacts += _convert_family(FAMILIES.get(fam), converters[fam], ctx, reqs, source)
     return artifacts
+
+
+def _texts(requests: list[FormatRequest]) -> dict[str, Any]:
+    """The texts the requests' text parameters name (calibration text: ``?imatrix=wiki``), each loaded
+    once, before anything is written: a missing file is refused here."""
+    out: dict[str, Any] = {}
+    for r in requests:
+        for p in r.info.params:
+            spec = r.params.get(p.name)
+            if p.text and spec and spec not in out:
+                out[spec] = load_dataset(spec)
+    return out
 
 
 def _convert_family(family: Family, conv: Converter, ctx: ConvertContext, requests: list[FormatRequest],

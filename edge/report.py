@@ -111,12 +111,15 @@ def _roof(r: Result) -> str:
 
 
 def flags(r: Result) -> list[str]:
-    """Why a row's speed should not be trusted as is: noisy repetitions, a device that heated up."""
+    """Why a row should not be trusted as is: noisy repetitions, a device that heated up, a roofline over
+    100 %, quality measured on the very text its quantization was calibrated on."""
     out = []
     for name, v, s in (("pp", r.pp_tps, r.pp_tps_std), ("tg", r.tg_tps, r.tg_tps_std), ("ttft", r.ttft_s, r.ttft_s_std)):
         cv = _cv(v, s)
         if cv is not None and cv > CV_LIMIT:
             out.append(f"{name} cv {100 * cv:.0f}% > {100 * CV_LIMIT:.0f}%")
+    if (r.quality or {}).get("calibrated_on_eval_text"):
+        out.append("calibrated on the evaluation text: quality flattered")
     pct = pct_of_membw(r)
     if pct is not None and pct > 100:  # more than the device can read: the bytes-per-token estimate is too high
         out.append(f"roofline {pct:.0f}% > 100%")

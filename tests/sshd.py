@@ -99,13 +99,13 @@ class Sshd:
 
 
 def llama_tools(cache: Path) -> dict[str, str]:
-    """llama-bench and llama-perplexity built for this machine from the llama-cpp-python sdist of the
+    """llama-bench, llama-perplexity and llama-imatrix built for this machine from the llama-cpp-python sdist of the
     installed version (the same llama.cpp the agent runs), cached in ``cache``."""
     from importlib import metadata
 
     version = metadata.version("llama-cpp-python")
     out = cache / f"llama.cpp-{version}"
-    tools = {name: str(out / "bin" / name) for name in ("llama-bench", "llama-perplexity")}
+    tools = {name: str(out / "bin" / name) for name in ("llama-bench", "llama-perplexity", "llama-imatrix")}
     if all(Path(p).exists() for p in tools.values()):
         return tools
     work = cache / f"build-{version}-{os.getpid()}"
@@ -123,7 +123,7 @@ def llama_tools(cache: Path) -> dict[str, str]:
                     "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
                     "-DLLAMA_BUILD_SERVER=OFF", "-DGGML_NATIVE=ON", "-DLLAMA_OPENSSL=OFF"],
                    check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "--target", "llama-bench", "llama-perplexity", "-j", str(os.cpu_count() or 2)],
+    subprocess.run(["cmake", "--build", str(build), "--target", *tools, "-j", str(os.cpu_count() or 2)],
                    check=True, capture_output=True)
     (out / "bin").mkdir(parents=True, exist_ok=True)
     for name in tools:

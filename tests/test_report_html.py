@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from browser import Chromium, chromium_binary, inked
 from edge.cli import app
-from test_recommend import _store, ladder, row, task_row
+from test_recommend import LADDER, _store, ladder, row, task_row
 
 needs_chromium = pytest.mark.skipif(chromium_binary() is None and not os.environ.get("CI"),
                                     reason="no chromium here (the README's test command installs it; CI fails instead)")
@@ -87,7 +87,23 @@ def test_html_draws_in_a_real_browser(html_report, tmp_path):
             assert p["drawn"] == p["marks"] == p["titled"], name
             png = b.screenshot({"x": p["x"], "y": p["y"], "width": p["w"], "height": p["h"]})
             assert inked(png) > 0.02, f"plot {name} is blank"
+        assert "domains" not in by  # one text: no per-text plot
         # the recommendation sits on top, and the q4_0 point says what it is on hover
         assert b.evaluate("document.querySelector('h2').textContent") == "Recommendation"
         assert "KLD 0.251" in b.evaluate("[...document.querySelectorAll('#plot-quality title')].map(t => t.textContent).join('|')")
         assert inked(b.screenshot()) > 0.02
+
+
+@needs_chromium
+def test_quality_per_text_when_several_texts_were_measured(tmp_path):
+    rows = ladder("local", dataset="pydoc") + [row(f, "local", size_mib=sz, kld=k * 2, kld_se=k / 25, dataset="code")
+                                               for f, sz, k, _ in LADDER[1:]]
+    st = _store(tmp_path, rows)
+    out = tmp_path / "report.html"
+    res = CliRunner().invoke(app, ["report", "-f", "html", "-o", str(out), "--store", str(st.path)])
+    assert res.exit_code == 0, res.output
+    with Chromium() as b:
+        assert b.open(out).errors == []
+        marks = b.evaluate("[...document.querySelectorAll('#plot-domains g[id^=\"bar-\"]')].map(g => g.querySelector('title').textContent)")
+    assert len(marks) == len(LADDER) + len(LADDER) - 1            # every format on pydoc, all but f16 on code
+    assert any("on code: KLD 0.502" in t for t in marks)           # q4_0 on the code text: 2 × 0.251

@@ -3,16 +3,19 @@ transformers on llama.cpp) → every other type from it with llama.cpp's own qua
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from converters.gguf.facts import gguf_facts
-from converters.gguf.quantize import quantize
+from converters.gguf.quantize import parse_types, quantize
 from converters.gguf.runtime import LlamaModel
-from converters.gguf.tables import DEFAULT_REFERENCE, REFERENCE_PRECEDENCE
+from converters.gguf.tables import DEFAULT_REFERENCE, NEEDS_IMATRIX, REFERENCE_PRECEDENCE
 from converters.gguf.writer import arch_spec, write_gguf
 from edge.core.checkpoint import Checkpoint
+from edge.core.errors import ConversionError
 from edge.core.family import Checked, ConvertContext, Description
 from edge.core.formats import FormatRequest, parse_format
 from edge.core.fsutil import final_name
@@ -29,9 +32,23 @@ def verify_gguf(checkpoint: Path, gguf_path: Path, text: str, *, n_greedy: int =
         return compare(checkpoint, llm, text, n_greedy=n_greedy, n_positions=n_positions, min_top1=min_top1)
 
 
+def _calibration_label(spec: str) -> str:
+    """A calibration text's name as it goes into a file name: the dataset, or the file's stem."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec).stem if ("/" in spec or "." in spec) else spec)
+
+
 class GgufConverter:
     def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
         arch_spec(ckpt.architecture)
+        for r in requests:
+            if r.info.variant in NEEDS_IMATRIX and not r.params.get("imatrix"):
+                raise ConversionError(f"{r.info.name} needs an importance matrix: add ?imatrix=wiki (a dataset, "
+                                      f"see `edge bench --help`) or ?imatrix=./calibration.txt")
+            if r.params.get("types"):
+                parse_types(r.params["types"], r.name)
+            chunks = r.params.get("imatrix_chunks")
+            if chunks and int(chunks) < 1:
+                raise ConversionError(f"{r.name}: imatrix_chunks must be at least 1")
 
     def reference_for(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> tuple[FormatRequest, bool]:
         """The most precise unquantized type asked for is written first (f16 when none is)."""
@@ -42,7 +59,31 @@ class GgufConverter:
         return parse_format(f"gguf:{DEFAULT_REFERENCE}"), False
 
     def file_name(self, ckpt: Checkpoint, request: FormatRequest, *, added: bool) -> str:
-        return f"{ckpt.name}-{request.info.variant}.gguf"
+        spec = request.params.get("imatrix")
+        calib = f"-imatrix-{_calibration_label(spec)}" if spec else ""
+        if spec and request.params.get("imatrix_chunks"):
+            calib += f"{request.params['imatrix_chunks']}"
+        if request.params.get("types"):  # named by a digest: the manifest's params hold the overrides
+            calib += "-types" + hashlib.sha256(request.params["types"].encode()).hexdigest()[:8]
+        return f"{ckpt.name}-{request.info.variant}{calib}.gguf"
+
+    def _imatrix(self, ctx: ConvertContext, spec: str, chunks: int) -> tuple[Any, dict[str, Any]]:
+        """The importance matrix of calibration text ``spec`` (computed once per text and chunk count)."""
+        key = ("imatrix", spec, chunks)
+        if key not in ctx.state:
+            from converters.gguf.imatrix import compute
+            from edge.measure.tokens import token_stream
+
+            text = ctx.texts[spec]
+            stream = token_stream(ctx.ckpt.path, text.text)
+            ctx.progress.start(f"importance matrix from {text.name}", total=min(chunks, len(stream.ids) // 512))
+            im = compute(ctx.ckpt.path, stream.ids, stream.bos, max_chunks=chunks, n_threads=ctx.n_threads,
+                         on_chunk=lambda i, n: ctx.progress.update(i, description=f"importance matrix from {text.name}: chunk {i}/{n}"))
+            ctx.state[key] = (im, {"text": text.name, "sha256": text.sha256, "tokens": im.tokens, "chunks": im.chunks,
+                                   "ctx": im.n_ctx, "tensors": len(im.data),
+                                   "method": "mean of squared inputs per column of each block weight (llama-imatrix's), "
+                                             "transformers fp32 on the source checkpoint"})
+        return ctx.state[key]
 
     def prepare(self, ctx: ConvertContext) -> None:
         pass
@@ -50,9 +91,14 @@ class GgufConverter:
     def build(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, reference: Artifact | None) -> dict[str, Any]:
         name = final_name(tmp)
         if reference is not None and request.info.quantized:
+            im, calibration = None, None
+            if request.params.get("imatrix"):
+                im, calibration = self._imatrix(ctx, request.params["imatrix"], int(request.params.get("imatrix_chunks") or 64))
             ctx.progress.start(f"quantizing {name}")
-            quantize(reference.path, tmp, request.info.variant, n_threads=ctx.n_threads or os.cpu_count() or 1)
-            return dict(ctx.state["writer"])
+            types = parse_types(request.params.get("types") or "", request.name)
+            quantize(reference.path, tmp, request.info.variant, n_threads=ctx.n_threads or os.cpu_count() or 1,
+                     imatrix=im, types=types)
+            return {**ctx.state["writer"], **({"calibration": calibration} if calibration else {})}
         ctx.progress.start(f"writing {name}", total=len(ctx.ckpt.tensor_names()))
         info = write_gguf(ctx.ckpt, tmp, request.info.variant, name=ctx.ckpt.name,
                           on_tensor=lambda i, n, t: ctx.progress.update(i, description=f"writing {name}: {t}"))

@@ -9,7 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.core.family import Variant
+from edge.core.family import Param, Variant
+
+# the calibration text llama.cpp's quantizer weighs its rounding with (converters.gguf.imatrix)
+IMATRIX = Param("imatrix", help="importance matrix from this calibration text: a dataset (pydoc, wiki, c4, code, "
+                "...) or a text file; it must not be the text the artifact is then measured on", text=True)
+IMATRIX_CHUNKS = Param("imatrix_chunks", int, default="64", help="chunks of 512 tokens of the calibration text used")
+TYPES = Param("types", help="tensor-type overrides, llama.cpp's --tensor-type: PATTERN=TYPE;... (a regex searched in "
+              "the GGUF tensor names), e.g. attn_v=q8_0;ffn_down=q6_k;blk\\.0\\.=q8_0")
+CALIBRATED = (IMATRIX, IMATRIX_CHUNKS, TYPES)
+# the ggml tensor types an override may name (llama.cpp's GGML_TYPE_* of the quantizer), one a line
+OVERRIDE_TYPES: tuple[str, ...] = (
+    "f32", "f16", "bf16",
+    "q8_0", "q6_k", "q5_k", "q5_1", "q5_0", "q4_k", "q4_1", "q4_0", "q3_k", "q2_k",
+    "iq4_xs", "iq4_nl", "iq3_s", "iq3_xxs", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s",
+)
+# i-quants whose block weights llama.cpp refuses to quantize without an importance matrix
+NEEDS_IMATRIX = frozenset({"iq3_xxs", "iq2_m", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s"})
 
 # (variant, nominal bits per weight, quantized, what it is, llama.cpp's ftype: gguf.LlamaFileType / LLAMA_FTYPE_*)
 VARIANTS: tuple[Variant, ...] = (
@@ -30,7 +46,21 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("q3_k_m",  3.4375, True , "3-bit K-quant, attn_v/ffn_down Q4_K"       , recipe={"ftype": "MOSTLY_Q3_K_M"}),
     Variant("q3_k_s",  3.4375, True , "3-bit K-quant, all Q3_K"                   , recipe={"ftype": "MOSTLY_Q3_K_S"}),
     Variant("q2_k",     2.625, True , "2-bit K-quant, the smallest that still talks", recipe={"ftype": "MOSTLY_Q2_K"}),
+    Variant("iq4_xs",    4.25, True , "4-bit non-linear i-quant, super-blocks of 256", recipe={"ftype": "MOSTLY_IQ4_XS"}),
+    Variant("iq4_nl",     4.5, True , "4-bit non-linear i-quant, blocks of 32"    , recipe={"ftype": "MOSTLY_IQ4_NL"}),
+    Variant("iq3_m",     3.66, True , "3-bit i-quant mix"                         , recipe={"ftype": "MOSTLY_IQ3_M"}),
+    Variant("iq3_s",     3.44, True , "3-bit i-quant"                             , recipe={"ftype": "MOSTLY_IQ3_S"}),
+    Variant("iq3_xxs",   3.06, True , "3-bit i-quant; needs ?imatrix="            , recipe={"ftype": "MOSTLY_IQ3_XXS"}),
+    Variant("iq2_m",      2.7, True , "2-bit i-quant mix; needs ?imatrix="        , recipe={"ftype": "MOSTLY_IQ2_M"}),
+    Variant("iq2_s",      2.5, True , "2-bit i-quant; needs ?imatrix="            , recipe={"ftype": "MOSTLY_IQ2_S"}),
+    Variant("iq2_xs",    2.31, True , "2-bit i-quant; needs ?imatrix="            , recipe={"ftype": "MOSTLY_IQ2_XS"}),
+    Variant("iq2_xxs",   2.06, True , "2-bit i-quant; needs ?imatrix="            , recipe={"ftype": "MOSTLY_IQ2_XXS"}),
+    Variant("iq1_m",     1.75, True , "1-bit i-quant mix; needs ?imatrix="        , recipe={"ftype": "MOSTLY_IQ1_M"}),
+    Variant("iq1_s",     1.56, True , "1-bit i-quant; needs ?imatrix="            , recipe={"ftype": "MOSTLY_IQ1_S"}),
 )
+# every quantized type takes a calibration text
+VARIANTS = tuple(Variant(v.name, v.nominal_bpw, v.quantized, v.description, CALIBRATED if v.quantized else v.params,
+                         v.recipe) for v in VARIANTS)
 
 # Reference precedence: the most precise unquantized type a conversion writes is the one verified
 # against transformers, quantized from, and used as the KL-divergence baseline by `edge bench`.

@@ -52,6 +52,7 @@ class ConvertContext:
     progress: Any                  # edge.core.progress.Progress
     scratch: Path
     state: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, Any] = field(default_factory=dict)  # the text parameters' values -> edge.datasets.Dataset
 
 
 @dataclass
@@ -113,6 +114,8 @@ class Param:
     default: str = ""             # what applies when the parameter is not given (shown by `edge formats`)
     help: str = ""
     choices_help: str = ""        # how the choices read in an error ("(bits)")
+    text: bool = False            # a text: a dataset name (pydoc, wiki, ...) or a text file, loaded by the convert
+                                  # driver into ``ConvertContext.texts`` (calibration text)
 
     def check(self, fmt: str, raw: str) -> None:
         """Refuse a value of the wrong type or outside the choices, in one line."""
