@@ -23,6 +23,8 @@ from edge.recommend import Constraints, Recommendation, constraints, recommend
 from edge.recommend import from_store as recommend_from_store
 from edge.recommend import RENDERERS as RECOMMENDATION_RENDERERS
 from edge.report import RENDERERS, report, write_report
+from edge.sensitivity import RENDERERS as SENSITIVITY_RENDERERS
+from edge.sensitivity import Sensitivity, sensitivity
 from edge.store import Result, Store
 
 def render_recommendation(recs: list[Recommendation], fmt: str = "table"):
@@ -30,7 +32,7 @@ def render_recommendation(recs: list[Recommendation], fmt: str = "table"):
     return RECOMMENDATION_RENDERERS.get(fmt)(recs)
 
 
-__all__ = ["Constraints", "Recommendation", "constraints", "recommend", "recommend_from_store", "render_recommendation",
+__all__ = ["SENSITIVITY_RENDERERS", "Sensitivity", "sensitivity", "Constraints", "Recommendation", "constraints", "recommend", "recommend_from_store", "render_recommendation",
            "Artifact", "BenchConfig", "DEMO_FORMATS", "EdgeError", "EvalConfig", "evaluate", "render_tasks", "task_report", "FAMILIES", "FORMATS", "Manifest", "RENDERERS",
            "Result", "Store", "bench", "convert", "demo_checkpoint", "device_rows", "parse_formats", "render_devices",
            "report", "run_demo", "write_report"]

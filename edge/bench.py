@@ -111,9 +111,10 @@ def source_references(arts: list[Artifact], data, cfg: BenchConfig, source: Path
 
 
 def _calibrated_on(art: Artifact, dataset) -> bool:
-    """Was the artifact's quantization calibrated on this very text (an importance matrix)?"""
-    calib = (art.manifest.details or {}).get("calibration") or {}
-    return bool(calib) and calib.get("sha256") == dataset.sha256
+    """Was the artifact's quantization calibrated (an importance matrix) or its recipe searched on this very text?"""
+    details = art.manifest.details or {}
+    texts = {(details.get("calibration") or {}).get("sha256"), (details.get("recipe") or {}).get("text_sha256")}
+    return dataset.sha256 in texts - {None}
 
 
 def _row(run: Run, device: Device, art: Artifact, result: JobResult, cfg: BenchConfig, dataset,

@@ -24,6 +24,7 @@ from edge.core.fsutil import atomic_path, ensure_writable_dir
 from edge.core.hashing import artifact_digest, tree_size
 from edge.core.manifest import Artifact, Manifest, write_manifest
 from edge.core.progress import NULL, Progress
+from edge.core.registry import Registry
 from edge.core.versions import tool_versions
 from edge.datasets import load_dataset
 
@@ -60,11 +61,34 @@ def convert(checkpoint: str | Path, formats: str | list[str], out: str | Path | 
     text = load_dataset(None).text
     artifacts: list[Artifact] = []
     texts = _texts(requests)
+    recipes = _solve_recipes(ckpt, requests, threads, progress)
     for fam, reqs in by_family.items():
         with tempfile.TemporaryDirectory(prefix=f"edge-{fam}-") as scratch:
-            ctx = ConvertContext(ckpt, out_dir, text, verify, threads, progress, Path(scratch), texts=texts)
+            ctx = ConvertContext(ckpt, out_dir, text, verify, threads, progress, Path(scratch), texts=texts,
+                                 state={"recipes": recipes})
             artifacts += _convert_family(FAMILIES.get(fam), converters[fam], ctx, reqs, source)
     return artifacts
+
+
+# parameters solved by a measured search before the conversion, each into a tensor-type plan (``types``):
+# named lazily, the searches convert artifacts themselves (a layer that uses this one)
+SEARCHES: Registry[Any] = Registry("recipe search")
+SEARCHES.register_lazy("target_kld", "edge.recipes:solve")
+
+
+def _solve_recipes(ckpt: Checkpoint, requests: list[FormatRequest], threads: int | None,
+                   progress: Progress) -> dict[int, dict[str, Any]]:
+    """Each request with a search parameter (``target_kld``) gets its plan in ``types``; returns the
+    searches' records by the request's id (for the manifests' ``details.recipe``)."""
+    out = {}
+    for r in requests:
+        for param in SEARCHES:
+            if r.params.get(param):
+                plan, record = SEARCHES.get(param)(ckpt.path, r, threads=threads, progress=progress)
+                out[id(r)] = record
+                if plan:
+                    r.params["types"] = ";".join(x for x in (plan, r.params.get("types")) if x)
+    return out
 
 
 def _texts(requests: list[FormatRequest]) -> dict[str, Any]:
@@ -91,6 +115,8 @@ def _convert_family(family: Family, conv: Converter, ctx: ConvertContext, reques
         final = ctx.out_dir / conv.file_name(ctx.ckpt, req, added=is_ref and not asked)
         with atomic_path(final) as tmp:
             details = conv.build(ctx, req, tmp, None if is_ref else reference)
+            if id(req) in ctx.state["recipes"]:
+                details = {**details, "recipe": ctx.state["recipes"][id(req)]}
             checked = conv.verify(ctx, req, tmp, strict=is_ref and ctx.verify)
             if checked.summary:
                 ctx.progress.note(f"{final.name}: {checked.summary}")

@@ -21,4 +21,5 @@ FAMILY = Family(
     native_tools=("llama-bench", "llama-perplexity"),
     native_reference="converters.gguf.kld_base:write",
     foreign="converters.gguf.facts:foreign_manifest",
+    sensitivity="converters.gguf.sensitivity:PLAN",
 )

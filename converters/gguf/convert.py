@@ -46,6 +46,13 @@ class GgufConverter:
                                       f"see `edge bench --help`) or ?imatrix=./calibration.txt")
             if r.params.get("types"):
                 parse_types(r.params["types"], r.name)
+            if r.params.get("target_kld"):
+                try:
+                    ok = float(r.params["target_kld"]) > 0
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise ConversionError(f"{r.name}: target_kld must be a number above 0, e.g. 0.02")
             chunks = r.params.get("imatrix_chunks")
             if chunks and int(chunks) < 1:
                 raise ConversionError(f"{r.name}: imatrix_chunks must be at least 1")
@@ -63,7 +70,9 @@ class GgufConverter:
         calib = f"-imatrix-{_calibration_label(spec)}" if spec else ""
         if spec and request.params.get("imatrix_chunks"):
             calib += f"{request.params['imatrix_chunks']}"
-        if request.params.get("types"):  # named by a digest: the manifest's params hold the overrides
+        if request.params.get("target_kld"):
+            calib += f"-kld{request.params['target_kld']}"
+        elif request.params.get("types"):  # named by a digest: the manifest's params hold the overrides
             calib += "-types" + hashlib.sha256(request.params["types"].encode()).hexdigest()[:8]
         return f"{ckpt.name}-{request.info.variant}{calib}.gguf"
 

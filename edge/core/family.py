@@ -169,6 +169,7 @@ class Family:
                                               # out): the source reference in that tool's format (None: no KLD)
     foreign: str | None = None                # "module:attr" of manifest_for(path, sha256) for artifacts made
                                               # elsewhere (no manifest beside them); None: refused
+    sensitivity: str | None = None            # "module:attr" of its per-layer sensitivity part (edge.sensitivity)
     notes: str = ""                           # one line for `edge formats`
 
     def recognises(self, path: Path) -> bool:
@@ -183,7 +184,8 @@ class Family:
             return fh.read(len(magic)) == magic
 
     def load(self, part: str) -> Any:
-        """Import one of the family's parts: ``converter``, ``runtime``, ``native``, ``native_reference`` or ``foreign``."""
+        """Import one of the family's parts: ``converter``, ``runtime``, ``native``, ``native_reference``,
+        ``foreign`` or ``sensitivity``."""
         target = getattr(self, part)
         if target is None:
             raise EdgeError(f"the {self.name} family has no {part}")

@@ -1,0 +1,72 @@
+"""Mixed-precision recipes that reach a quality target at the fewest bits: ``gguf:q4_k_m?target_kld=0.02``.
+
+The search is measured, not predicted: every group of tensors is ranked by the KLD that quantizing it
+alone costs (``edge.sensitivity``); then the fewest of the most sensitive groups kept at ``promote`` (q8_0)
+that bring the KLD to the target is found by bisection over that count, each candidate a real artifact,
+quantized by the family's own quantizer and measured on its runtime against the source checkpoint (the
+KLD falls as groups are promoted; the sum of the groups' own KLDs overstates the whole's, so it only
+ranks).
+The answer is a tensor-type plan (``?types=``), which the conversion then applies; the manifest records
+the search. The target's text is held out from evaluation: measuring the artifact on it later is flagged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge.core.errors import ConversionError
+from edge.core.progress import Progress
+from edge.sensitivity import Probe
+
+CHUNKS = 4
+
+
+def solve(checkpoint: str | Path, req: Any, *, threads: int | None, progress: Progress) -> tuple[str, dict[str, Any]]:
+    """(the ``types`` plan, the search's record) for a request with ``target_kld``."""
+    target = float(req.params["target_kld"])
+    text = req.params.get("target_text") or "wiki"
+    promote = req.params.get("promote") or "q8_0"
+    variant = req.info.variant
+    with Probe(checkpoint, req.info.family, text, CHUNKS, threads, progress) as probe:
+        whole = probe.measure("all groups", variant)
+        record: dict[str, Any] = {"target_kld": target, "text": probe.data.name, "text_sha256": probe.data.sha256,
+                                  "chunks": CHUNKS, "promote": promote, "all_quantized_kld": whole.kld, "steps": []}
+        if whole.kld <= target:
+            return "", {**record, "promoted": [], "kld": whole.kld, "kld_unc": whole.kld_unc, "measurements": 1}
+        groups = probe.groups("layer")
+        progress.start(f"{req.info.name}: ranking {len(groups)} groups for target KLD {target:g}", total=len(groups))
+        ranked = []
+        for i, (label, pattern) in enumerate(groups, 1):
+            ranked.append((probe.measure(label, variant, group=pattern).kld, label, pattern))
+            progress.update(i, description=f"{req.info.name}: {label} alone ({i}/{len(groups)})")
+        ranked.sort(reverse=True)
+        measured = len(groups) + 1
+        cache: dict[int, Any] = {}
+
+        def with_top(n: int):  # the n most sensitive groups at `promote`, measured on a real artifact
+            nonlocal measured
+            if n not in cache:
+                types = [probe.plan.promote(p, promote) for _, _, p in ranked[:n]]
+                progress.start(f"{req.info.name}: the {n} most sensitive group(s) at {promote}, checking the KLD")
+                cache[n] = (types, probe.measure("recipe", variant, types=types))
+                measured += 1
+                record["steps"].append({"promoted": [lb for _, lb, _ in ranked[:n]], "kld": cache[n][1].kld,
+                                        "size_bytes": cache[n][1].size_bytes})
+            return cache[n]
+
+        if with_top(len(ranked))[1].kld > target:
+            raise ConversionError(f"{req.name}: the target KLD {target:g} is out of reach with {promote} groups: "
+                                  f"with every group at {promote} the KLD is {cache[len(ranked)][1].kld:.4g}")
+        lo, hi = 0, len(ranked)  # lo misses the target, hi meets it: the fewest promotions, by bisection
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if with_top(mid)[1].kld <= target:
+                hi = mid
+            else:
+                lo = mid
+        types, result = with_top(hi)
+        promoted = [(lb, p) for _, lb, p in ranked[:hi]]
+    plan = ";".join(f"{p}={t}" for p, t in types)
+    return plan, {**record, "promoted": [lb for lb, _ in promoted], "kld": result.kld, "kld_unc": result.kld_unc,
+                  "size_bytes": result.size_bytes, "measurements": measured}
