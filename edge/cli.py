@@ -45,10 +45,6 @@ def _run(fn, *args, interrupted: str = "interrupted: finished results are kept i
         raise typer.Exit(exc.exit_code) from None
 
 
-def _refuse(message: str):
-    raise errors.EdgeError(message)
-
-
 def _progress():
     from edge.cli_progress import RichProgress
 
@@ -337,9 +333,6 @@ def report(
     results = _run(st.results, model=model, device=device)
     tasks = _run(st.task_results, model=model, device=device)
     if not results and tasks:  # only `edge eval` so far: its per-task tables
-        if format == "html":
-            _run(_refuse, "the HTML report draws bench results, and this store holds only `edge eval` rows: "
-                          "run `edge bench` on the artifacts, or use -f md / csv / json for the task tables")
         _emit(_run(api.task_report, tasks, format), output)
         return
     limits = dict(min_tg=min_tg, min_pp=min_pp, max_ttft=max_ttft, max_mem=max_mem, max_kld=max_kld,

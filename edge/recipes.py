@@ -34,14 +34,8 @@ def solve(checkpoint: str | Path, req: Any, *, threads: int | None, progress: Pr
                                   "chunks": CHUNKS, "promote": promote, "all_quantized_kld": whole.kld, "steps": []}
         if whole.kld <= target:
             return "", {**record, "promoted": [], "kld": whole.kld, "kld_unc": whole.kld_unc, "measurements": 1}
-        groups = probe.groups("layer")
-        progress.start(f"{req.info.name}: ranking {len(groups)} groups for target KLD {target:g}", total=len(groups))
-        ranked = []
-        for i, (label, pattern) in enumerate(groups, 1):
-            ranked.append((probe.measure(label, variant, group=pattern).kld, label, pattern))
-            progress.update(i, description=f"{req.info.name}: {label} alone ({i}/{len(groups)})")
-        ranked.sort(reverse=True)
-        measured = len(groups) + 1
+        ranked = [(g.kld, g.group, g.pattern) for g in probe.rank(variant, "layer", label=f"{req.info.name} (target KLD {target:g})")]
+        measured = len(ranked) + 1
         cache: dict[int, Any] = {}
 
         def with_top(n: int):  # the n most sensitive groups at `promote`, measured on a real artifact

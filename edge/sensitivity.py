@@ -102,6 +102,18 @@ class Probe:
             q = quality(m, self.ref.stream, 512, self.chunks, str(self.ref.logprobs), None, lambda e: None)
         return q["kld_mean"], q["kld_unc"], q["ppl"]
 
+    def rank(self, variant: str, by: str, whole: GroupResult | None = None, label: str = "") -> list[GroupResult]:
+        """Every group quantized alone as ``variant``, most sensitive first (``share``: of ``whole``'s KLD)."""
+        todo = self.groups(by)
+        self.progress.start(f"{label or variant}: {len(todo)} groups, one at a time", total=len(todo))
+        results = []
+        for i, (name, pattern) in enumerate(todo, start=1):
+            g = self.measure(name, variant, group=pattern)
+            g.share = g.kld / whole.kld if whole is not None and whole.kld else None
+            results.append(g)
+            self.progress.update(i, description=f"{label or variant}: {name} alone ({i}/{len(todo)})")
+        return sorted(results, key=lambda g: -g.kld)
+
     def measure(self, label: str, variant: str | None, *, group: str | None = None,
                 types: list[tuple[str, str]] | None = None) -> GroupResult:
         """KLD of the reference quantized as ``variant`` — only ``group`` (a regex), or all with ``types``
@@ -131,20 +143,11 @@ def sensitivity(checkpoint: str | Path, fmt: str = "gguf:q4_0", *, text: str | P
         raise EdgeError(f"--by must be one of {', '.join(GRANULARITY)}, not {by!r}")
     t0 = time.perf_counter()
     with Probe(checkpoint, req.info.family, text, chunks, threads, progress) as probe:
-        todo = probe.groups(by)
-        variant = req.info.variant
-        progress.start(f"{fmt}: every group quantized", total=len(todo) + 2)
-        whole = probe.measure("all groups", variant)
+        progress.start(f"{fmt}: every group quantized")
+        whole = probe.measure("all groups", req.info.variant)
         floor = probe.measure("none (the float reference)", None)
-        results = []
-        for i, (label, pattern) in enumerate(todo, start=2):
-            progress.update(i, description=f"{fmt}: {label} alone ({i - 1}/{len(todo)})")
-            g = probe.measure(label, variant, group=pattern)
-            g.share = g.kld / whole.kld if whole.kld else None
-            results.append(g)
-        progress.update(len(todo) + 2)
+        results = probe.rank(req.info.variant, by, whole, fmt)
         name = probe.data.name
-    results.sort(key=lambda g: -g.kld)
     return Sensitivity(str(checkpoint), fmt, name, chunks, by, whole, floor, results, time.perf_counter() - t0)
 
 

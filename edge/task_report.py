@@ -127,6 +127,9 @@ TASK_RENDERERS.register("json", render_json)
 
 
 def task_report(rows: list[TaskResult], fmt: str = "table") -> Any:
+    if fmt == "html":
+        raise EdgeError("the HTML report draws bench results, and this store holds only `edge eval` rows: "
+                        "run `edge bench` on the artifacts, or use -f md / csv / json for the task tables")
     renderer = TASK_RENDERERS.get(fmt)
     if not rows:
         raise EdgeError("no task results: run `edge eval ARTIFACT... --task NAME` first")

@@ -12,7 +12,7 @@ from typing import Any
 from converters.gguf.facts import gguf_facts
 from converters.gguf.quantize import parse_types, quantize
 from converters.gguf.runtime import LlamaModel
-from converters.gguf.tables import DEFAULT_REFERENCE, NEEDS_IMATRIX, REFERENCE_PRECEDENCE
+from converters.gguf.tables import DEFAULT_REFERENCE, IMATRIX_CHUNKS, NEEDS_IMATRIX, REFERENCE_PRECEDENCE
 from converters.gguf.writer import arch_spec, write_gguf
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError
@@ -102,7 +102,7 @@ class GgufConverter:
         if reference is not None and request.info.quantized:
             im, calibration = None, None
             if request.params.get("imatrix"):
-                im, calibration = self._imatrix(ctx, request.params["imatrix"], int(request.params.get("imatrix_chunks") or 64))
+                im, calibration = self._imatrix(ctx, request.params["imatrix"], int(request.params.get("imatrix_chunks") or IMATRIX_CHUNKS.default))
             ctx.progress.start(f"quantizing {name}")
             types = parse_types(request.params.get("types") or "", request.name)
             quantize(reference.path, tmp, request.info.variant, n_threads=ctx.n_threads or os.cpu_count() or 1,
