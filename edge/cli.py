@@ -203,22 +203,25 @@ def eval_(
 @app.command()
 def sensitivity(
     checkpoint: Annotated[Path, typer.Argument(help="Local Hugging Face model folder.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="The quantized type to rank the layers for, e.g. gguf:q4_0 or gguf:q4_k_m.")] = "gguf:q4_0",
+    format: Annotated[str, typer.Option("--format", "-f", help="The quantized type to rank the layers for, e.g. gguf:q4_0, executorch:8da4w, onnx:int4 (its parameters kept: gguf:q4_k_m?imatrix=wiki).")] = "gguf:q4_0",
     text: Annotated[Optional[str], typer.Option("--text", help="Held-out text the KLD is measured on: pydoc (default), wiki, c4, code, ... or a text file. Not your calibration text.")] = None,
     chunks: Annotated[int, typer.Option("--chunks", min=1, help="Chunks of 512 tokens of the text per measurement.")] = 4,
     by: Annotated[str, typer.Option("--by", help="layer (a block at a time, plus embedding and output) or tensor (each q, k, v, o, gate, up, down).")] = "layer",
     threads: ThreadsOpt = None,
-    output_format: Annotated[str, typer.Option("--output-format", help="table, md or json.")] = "table",
+    output_format: Annotated[str, typer.Option("--output-format", help="table, md, json or html (a page with the ranking plotted).")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
-    """Which layers resist low precision: the checkpoint's float reference quantized one group of tensors
-    at a time (every other tensor kept float) by the family's own quantizer, each measured on its own
-    runtime against the source checkpoint on held-out text, ranked by KLD (most sensitive first), beside
-    the KLD with every group quantized. GGUF for now (about 5 s a group for a 135M model on 2 cores).
+    """Which layers resist low precision: the checkpoint quantized one group of tensors at a time (every
+    other tensor kept float) by the family's own quantizer, each measured against the source checkpoint
+    on held-out text, ranked by KLD (most sensitive first), beside the KLD with every group quantized.
+    GGUF: llama.cpp's quantizer and runtime (about 5 s a group for a 135M model on 2 cores); ONNX: the
+    onnxruntime-genai builder's folders run by onnxruntime-genai (about 12 s); ExecuTorch: a proxy, the
+    program's torchao quantization in eager torch (about 6 s; an export takes minutes).
 
     \b
         edge sensitivity ./SmolLM2-135M-Instruct -f gguf:q4_0
-        edge sensitivity ./model -f gguf:q4_k_m --by tensor --text wiki --output-format md
+        edge sensitivity ./model -f executorch:8da4w --text wiki
+        edge sensitivity ./model -f onnx:int4 --by tensor --output-format md
     """
     from edge import api
 

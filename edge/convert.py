@@ -22,7 +22,7 @@ from edge.core.family import FAMILIES, ConvertContext, Converter, Family
 from edge.core.formats import FormatRequest, parse_formats
 from edge.core.fsutil import atomic_path, ensure_writable_dir
 from edge.core.hashing import artifact_digest, tree_size
-from edge.core.manifest import Artifact, Manifest, write_manifest
+from edge.core.manifest import Artifact, Manifest, read_manifest, write_manifest
 from edge.core.progress import NULL, Progress
 from edge.core.registry import Registry
 from edge.core.versions import tool_versions
@@ -60,7 +60,7 @@ def convert(checkpoint: str | Path, formats: str | list[str], out: str | Path | 
               "parameter_count": ckpt.parameter_count}
     text = load_dataset(None).text
     artifacts: list[Artifact] = []
-    texts = _texts(requests)
+    texts = request_texts(requests)
     recipes = _solve_recipes(ckpt, requests, threads, progress)
     for fam, reqs in by_family.items():
         with tempfile.TemporaryDirectory(prefix=f"edge-{fam}-") as scratch:
@@ -91,7 +91,7 @@ def _solve_recipes(ckpt: Checkpoint, requests: list[FormatRequest], threads: int
     return out
 
 
-def _texts(requests: list[FormatRequest]) -> dict[str, Any]:
+def request_texts(requests: list[FormatRequest]) -> dict[str, Any]:
     """The texts the requests' text parameters name (calibration text: ``?imatrix=wiki``), each loaded
     once, before anything is written: a missing file is refused here."""
     out: dict[str, Any] = {}
@@ -113,6 +113,10 @@ def _convert_family(family: Family, conv: Converter, ctx: ConvertContext, reques
     for req in plan:
         is_ref = req is ref_req
         final = ctx.out_dir / conv.file_name(ctx.ckpt, req, added=is_ref and not asked)
+        if is_ref and not asked and (kept := _kept_reference(final, req, family, source)) is not None:
+            ctx.progress.note(f"{final.name}: the {family.name} float artifact from an earlier run, same source and tools: kept")
+            reference = kept
+            continue
         with atomic_path(final) as tmp:
             details = conv.build(ctx, req, tmp, None if is_ref else reference)
             if id(req) in ctx.state["recipes"]:
@@ -130,6 +134,16 @@ def _convert_family(family: Family, conv: Converter, ctx: ConvertContext, reques
                                   "transformers, that the family's other formats are built after (edge bench compares "
                                   "every artifact with the source checkpoint itself)")
     return out
+
+
+def _kept_reference(final: Path, req: FormatRequest, family: Family, source: dict) -> Artifact | None:
+    """The float artifact an earlier conversion into the same folder wrote, when it was made as this one
+    would be (the same format, source content and tool versions) and is whole (its digest matches)."""
+    m = read_manifest(final) if final.exists() else None
+    if m is None or m.format != req.name or m.source.get("content_sha256") != source["content_sha256"] \
+            or m.tools != tool_versions(*family.tools):
+        return None
+    return Artifact(final, m) if artifact_digest(final)[0] == m.sha256 else None
 
 
 def _manifest(family: Family, conv: Converter, ctx: ConvertContext, req: FormatRequest, path: Path, source: dict,

@@ -13,6 +13,10 @@ from typing import Any
 from edge.core.versions import edge_version
 from edge.recommend import VERDICT_HEADS, Recommendation, choice_text, scope_text, title, verdict_rows
 from edge.report import COLUMNS, Matrix, flags, headers, task_texts
+from edge.sensitivity import HEADS as SENSITIVITY_HEADS
+from edge.sensitivity import Sensitivity
+from edge.sensitivity import rows as sensitivity_rows
+from edge.sensitivity import title as sensitivity_title
 from edge import report_plots as plots
 
 CSS = """
@@ -109,4 +113,15 @@ def render_html(matrices: list[Matrix], recs: list[Recommendation] | None = None
         body.append(model_html(m, [x for x in matrices if x.model == m.model]))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>edge report — {_e(', '.join(models))}</title><style>{CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def sensitivity_html(s: Sensitivity) -> str:
+    """``edge sensitivity --output-format html``: the ranking as a plot and a table, one self-contained page."""
+    svg, _ = plots.sensitivity(s)
+    body = [f"<h1>edge sensitivity — {_e(s.format)}</h1>", f'<div class="protocol">{_e(sensitivity_title(s))}</div>',
+            f'<figure id="sensitivity">{svg}<figcaption>hover a bar for its figures</figcaption></figure>',
+            _table(SENSITIVITY_HEADS, sensitivity_rows(s), numeric_from=2)]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>edge sensitivity — {_e(s.format)}</title><style>{CSS}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")

@@ -310,3 +310,25 @@ def quality_per_text(matrices: list[Matrix]) -> tuple[str, int] | None:
     seen = dict(zip(labels, handles))
     ax.legend(seen.values(), seen.keys(), fontsize=8)
     return _svg(fig, marks), n
+
+
+def sensitivity(s: Any) -> tuple[str, int]:
+    """``edge sensitivity``'s ranking as horizontal bars: each group's KLD quantized alone (± its
+    uncertainty), most sensitive on top, with the all-quantized KLD as a line."""
+    groups = s.groups
+    fig = _figure(7.5, 0.9 + 0.2 * len(groups))
+    ax = fig.add_subplot()
+    marks = Marks("sens")
+    colour = _style(s.format)[0]
+    for i, g in enumerate(groups):
+        ax.barh([i], [g.kld], height=0.75, color=colour, xerr=[g.kld_unc], error_kw={"elinewidth": 1, "capsize": 2},
+                gid=marks.gid("bar", f"{g.group} alone: KLD {g.kld:.5f} ± {g.kld_unc:.5f}, PPL {g.ppl:.3f}"
+                              + ("" if g.share is None else f", {100 * g.share:.1f} % of the all-quantized KLD")))
+    ax.axvline(s.all_quantized.kld, color="#444", linewidth=1, linestyle="--")
+    ax.text(s.all_quantized.kld, -0.9, f" all groups {s.all_quantized.kld:.4f}", fontsize=8, va="bottom")
+    ax.set_yticks(range(len(groups)), [g.group for g in groups], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"KLD against the source on {s.text}, the group quantized alone")
+    ax.set_title(f"{s.format}: which groups resist low precision")
+    ax.grid(True, axis="x", alpha=0.3)
+    return _svg(fig, marks), len(groups)

@@ -4,6 +4,8 @@ back with gguf-py), each group's KLD equal to what `edge bench` measures on the 
 
 from __future__ import annotations
 
+import re
+
 import gguf
 import pytest
 from typer.testing import CliRunner
@@ -44,9 +46,8 @@ def test_ranking_agrees_with_edge_bench_on_the_same_artifact(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, message", [
-    ("executorch:8da4w", "take gguf formats for now; executorch is not built yet"),
+    ("gguf:q4_0?target_kld=0.1", "belong to a recipe search"),
     ("gguf:f16", "is not quantized"),
-    ("gguf:q4_0?imatrix=wiki", "ranks a plain type"),
 ])
 def test_refusals_are_one_line(tiny, fmt, message):
     with pytest.raises(EdgeError, match=message):
@@ -84,3 +85,15 @@ def test_target_kld_recipe_reaches_the_target_measured_by_edge_bench(tiny, tmp_p
         convert(ck, f"gguf:q4_0?target_kld=0.0000001&target_text={held_out}", tmp_path / "out2")
     with pytest.raises(EdgeError, match="target_kld must be a number above 0"):
         convert(ck, "gguf:q4_0?target_kld=lots", tmp_path / "out3")
+
+
+def test_cli_html_plots_the_ranking(tiny, tmp_path):
+    out = tmp_path / "s.html"
+    res = CliRunner().invoke(app, ["sensitivity", str(tiny("llama", "bpe")), "-f", "gguf:q4_0", "--chunks", "1",
+                                   "--output-format", "html", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert page.count("<svg") == 1 and "<script" not in page
+    # one bar per group, each with its figures on hover, in the table's order
+    titles = [t.split(" alone")[0] for t in re.findall(r"<title>([^<]+ alone: KLD[^<]+)</title>", page)]
+    assert titles and titles == re.findall(r"<tr><td>\d+</td><td>([^<]+)</td>", page)

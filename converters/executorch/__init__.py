@@ -21,4 +21,5 @@ FAMILY = Family(
     native="converters.executorch.native:run",
     native_tools=("llama_main",),
     notes="unscaled RoPE only",
+    sensitivity="converters.executorch.sensitivity:PLAN",
 )

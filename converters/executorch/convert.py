@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from converters.executorch.program import weights_per_token
+from converters.executorch.quant import FLOAT, LinearQuant, census, embedding_bits, linear_plan, linear_shapes, parse_types
 from converters.executorch.recipe import EtOptions, check_supported, export_pte, linear_in_features
-from converters.executorch.tables import AUTO_GROUPS
+from converters.executorch.tables import AUTO_GROUPS, OUTPUT
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError, EdgeError
 from edge.core.family import Checked, ConvertContext, Description
@@ -32,8 +33,9 @@ def _int_param(req: FormatRequest, key: str) -> int | None:
     return None if raw is None or raw == "" else int(raw)  # the type was checked when the format was parsed
 
 
-def options(req: FormatRequest, ckpt: Checkpoint) -> EtOptions:
-    """Resolve a request's parameters against the checkpoint (refusing what cannot be exported)."""
+def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] = ()) -> EtOptions:
+    """Resolve a request's parameters against the checkpoint (refusing what cannot be exported);
+    ``first``: per-module overrides ahead of the request's own ``types``."""
     hp = check_supported(ckpt)
     recipe = req.info.spec.recipe
     widths = linear_in_features(hp)
@@ -52,7 +54,7 @@ def options(req: FormatRequest, ckpt: Checkpoint) -> EtOptions:
             good = [g for g in (256, 128, 64, 32, 16) if all(w % g == 0 for w in widths)]
             raise EdgeError(f"{req.name}: group {group} does not divide the linear width(s) {bad} of {ckpt.name} "
                             f"(those layers would stay float); try group={good[0] if good else 0}")
-    emb = req.params.get("embedding")
+    plan, emb_bits = quant_plan(req, hp, group, first)
     limit = hp.n_ctx
     max_seq = _int_param(req, "max_seq_len")
     if max_seq is None:
@@ -62,8 +64,29 @@ def options(req: FormatRequest, ckpt: Checkpoint) -> EtOptions:
     elif max_seq < 2:
         raise EdgeError(f"{req.name}: max_seq_len must be at least 2")
     logits = req.params.get("logits") or "last"
-    return EtOptions(qmode=recipe["qmode"], group_size=group, embedding_bits=int(emb) if emb else None,
-                     max_seq_len=max_seq, full_logits=logits == "all")
+    return EtOptions(qmode=recipe["qmode"], group_size=group, embedding_bits=emb_bits,
+                     max_seq_len=max_seq, full_logits=logits == "all", linear_plan=plan)
+
+
+def quant_plan(req: FormatRequest, hp, group: int | None, first: list[tuple[str, str]] = ()) -> tuple[dict | None, int | None]:
+    """8da8w / 8da4w: edge's per-module plan of the linears (output layer, ``types`` overrides, after
+    ``first``) and the embedding's bits; other variants: export_llm's qmode, and the embedding's bits."""
+    recipe = req.info.spec.recipe
+    emb_default = _bits(req.params.get("embedding") or recipe.get("embedding", FLOAT))
+    if not recipe.get("bits"):
+        return None, emb_default
+    types = [*first, *parse_types(req.params.get("types"), req.name)]
+    base = LinearQuant(recipe["bits"], group or 0)
+    out_bits = int(req.params.get("output") or (OUTPUT.default if OUTPUT in req.info.params else recipe["bits"]))
+    try:
+        plan = linear_plan(linear_shapes(hp), base, base if out_bits == base.bits else LinearQuant(8, 0), types)
+    except EdgeError as exc:
+        raise EdgeError(f"{req.name}: {exc}") from None
+    return plan, embedding_bits(types, emb_default)
+
+
+def _bits(raw: str) -> int | None:
+    return None if raw in ("", FLOAT) else int(raw)
 
 
 def file_name(stem: str, req: FormatRequest) -> str:
@@ -120,6 +143,8 @@ class EtConverter:
         tok_path, tok_sha = ctx.state["tokenizer"]
         return {
             "qmode": opts.qmode, "group_size": opts.group_size, "embedding_bits": opts.embedding_bits,
+            **({"linears": census(opts.linear_plan), "scales": "HQQ scale-only (export_llm's use_hqq default)"}
+               if opts.linear_plan else {}),
             "max_seq_len": opts.max_seq_len, "full_logits": opts.full_logits, "backend": "xnnpack",
             "kv_cache": True, "sdpa": "llama::sdpa_with_kv_cache", "bits_per_weight_basis": "file size / source parameters",
             "tokenizer_file": {"file": tok_path.name, "sha256": tok_sha},

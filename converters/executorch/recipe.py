@@ -8,12 +8,14 @@ ExecuTorch's weight names, float32) in a scratch folder that is removed afterwar
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ class EtOptions:
     embedding_bits: int | None      # None: float embedding
     max_seq_len: int
     full_logits: bool               # forward returns logits for every input token, not only the last
+    linear_plan: dict | None = None  # ExecuTorch linear name -> LinearQuant | None (edge's per-module plan)
 
     @property
     def extended_ops(self) -> bool:
@@ -140,7 +143,7 @@ def llm_config(weights: Path, params: Path, workdir: Path, opts: EtOptions, meta
     cfg.export.output_dir = str(workdir)
     cfg.debug.generate_full_logits = opts.full_logits
     # qmode is set after construction: LlmConfig's validator does not list 8da8w, which its quantizer implements
-    cfg.quantization.qmode = opts.qmode
+    cfg.quantization.qmode = None if opts.linear_plan is not None else opts.qmode
     cfg.quantization.group_size = opts.group_size
     cfg.quantization.embedding_quantize = opts.embedding_quantize
     cfg.backend.xnnpack.enabled = True
@@ -150,13 +153,26 @@ def llm_config(weights: Path, params: Path, workdir: Path, opts: EtOptions, meta
 
 @contextmanager
 def _quiet_logging() -> Iterator[None]:
+    """export_llm's info logs, and the lines its quantizers print ("quantize ('tok_embeddings', ...)"), kept
+    out of edge's output."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.WARNING)
     try:
-        yield
+        with redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)
+
+
+def _quantize_linears(model, plan: dict):
+    from converters.executorch.quant import apply
+
+    n = apply(model, plan, name_of=lambda fqn: fqn if fqn in plan else None)
+    if n != sum(q is not None for q in plan.values()):
+        raise ConversionError(f"the quantization plan names {sum(q is not None for q in plan.values())} linears; "
+                              f"ExecuTorch's transformer had {n} of them")
+    return model
 
 
 def to_executorch(edge_manager, *, const_prop: bool):
@@ -240,6 +256,8 @@ def export_pte(ckpt: Checkpoint, opts: EtOptions, out: Path, metadata: dict[str,
             cfg = llm_config(work / "weights.pth", work / "params.json", work, opts, metadata)
             t0 = begin(STAGES[1])
             manager = _prepare_for_llama_export(cfg)
+            if opts.linear_plan is not None:  # the linears, module by module (torchao filter functions)
+                manager.source_transform([partial(_quantize_linears, plan=opts.linear_plan)])
             end(t0)
             t0 = begin(STAGES[2])
             manager = manager.export()

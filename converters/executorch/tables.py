@@ -42,18 +42,33 @@ ROPE_TYPES: tuple[str, ...] = ("default",)
 # the parameters after "?" (validated generically by edge.core.family.Param)
 GROUP = Param("group", int, default="auto", help="weight group size; 8da4w: the largest of 128/64/32/16 dividing every "
               "linear, 8da8w: 0 = one scale per output channel")
-EMBEDDING = Param("embedding", str, ("8", "4"), help="quantize the embedding table to these bits", choices_help="(bits)")
+EMBEDDING = Param("embedding", str, ("8", "4", "float"), default="float; 8 for 8da4w",
+                  help="the embedding table's bits (8: one scale per row; 4: groups of 32)", choices_help="(bits)")
+OUTPUT = Param("output", str, ("8", "4"), default="8", help="bits of the output layer (lm_head): 8 per channel, or "
+               "4 like the other linears, a cliff on small models", choices_help="(bits)")
 MAX_SEQ_LEN = Param("max_seq_len", int, default="min(2048, the model's limit)", help="KV-cache positions")
 LOGITS = Param("logits", str, ("last", "all"), default="last", help="what forward returns: the last position's or every one's")
+TYPES = Param("types", help="per-module overrides: PATTERN=BITS;... (a regex searched in ExecuTorch module names: "
+              "layers.N.attention.wq|wk|wv|wo, layers.N.feed_forward.w1|w2|w3, output, tok_embeddings; bits 8, 4 "
+              "or float; the first match wins), e.g. layers\\.29\\.=8;feed_forward.w2=8")
+TARGET_KLD = Param("target_kld", float, help="a mixed-precision recipe: the most sensitive layers kept at `promote` bits until "
+                   "the KLD against the source, measured on the torchao proxy, is at most this (edge.recipes)")
+TARGET_TEXT = Param("target_text", default="wiki", help="the held-out text the target KLD is measured on", text=True)
+PROMOTE = Param("promote", choices=("8", "float"), default="8", help="what a recipe keeps a sensitive layer at")
+RECIPE = (TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
 UNGROUPED = (EMBEDDING, MAX_SEQ_LEN, LOGITS)
-GROUPED = (GROUP, *UNGROUPED)
+GROUPED = (GROUP, EMBEDDING, MAX_SEQ_LEN, LOGITS, *RECIPE)
+INT4 = (GROUP, OUTPUT, EMBEDDING, MAX_SEQ_LEN, LOGITS, *RECIPE)
 
-# recipe: export_llm's quantization.qmode; default_group None: no groups, 0: one scale per output channel, -1: auto
+# recipe: export_llm's quantization.qmode; default_group None: no groups, 0: one scale per output channel, -1: auto;
+# bits: the linears of 8da8w and 8da4w are quantized by edge's per-module plan (converters.executorch.quant);
+# embedding: the embedding's bits when the request names none
 VARIANTS: tuple[Variant, ...] = (
     Variant("fp32",  32.0, False, "float32 program, XNNPACK delegate, KV cache (the reference)",   UNGROUPED, {"qmode": None,    "default_group": None}),
     Variant("int8",   8.0, True,  "int8 weight-only linears, one scale per output channel",         UNGROUPED, {"qmode": "int8",  "default_group": None}),
-    Variant("8da8w",  8.0, True,  "int8 weights per channel, int8 dynamic activations (XNNPACK)",   GROUPED,   {"qmode": "8da8w", "default_group": 0}),
-    Variant("8da4w",  4.5, True,  "int4 weights in groups, int8 dynamic activations (XNNPACK)",     GROUPED,   {"qmode": "8da4w", "default_group": -1}),
+    Variant("8da8w",  8.0, True,  "int8 weights per channel, int8 dynamic activations (XNNPACK)",   GROUPED,   {"qmode": "8da8w", "default_group": 0, "bits": 8}),
+    Variant("8da4w",  4.5, True,  "int4 weights in groups, int8 dynamic activations (XNNPACK); output layer and embedding at 8 bits",
+            INT4, {"qmode": "8da4w", "default_group": -1, "bits": 4, "embedding": "8"}),
 )
 
 # group sizes tried, largest first, when a 8da4w request names none: the largest dividing every linear

@@ -46,13 +46,6 @@ class GgufConverter:
                                       f"see `edge bench --help`) or ?imatrix=./calibration.txt")
             if r.params.get("types"):
                 parse_types(r.params["types"], r.name)
-            if r.params.get("target_kld"):
-                try:
-                    ok = float(r.params["target_kld"]) > 0
-                except ValueError:
-                    ok = False
-                if not ok:
-                    raise ConversionError(f"{r.name}: target_kld must be a number above 0, e.g. 0.02")
             chunks = r.params.get("imatrix_chunks")
             if chunks and int(chunks) < 1:
                 raise ConversionError(f"{r.name}: imatrix_chunks must be at least 1")

@@ -17,7 +17,7 @@ IMATRIX = Param("imatrix", help="importance matrix from this calibration text: a
 IMATRIX_CHUNKS = Param("imatrix_chunks", int, default="64", help="chunks of 512 tokens of the calibration text used")
 TYPES = Param("types", help="tensor-type overrides, llama.cpp's --tensor-type: PATTERN=TYPE;... (a regex searched in "
               "the GGUF tensor names), e.g. attn_v=q8_0;ffn_down=q6_k;blk\\.0\\.=q8_0")
-TARGET_KLD = Param("target_kld", help="a mixed-precision recipe: the most sensitive blocks kept at `promote` until the "
+TARGET_KLD = Param("target_kld", float, help="a mixed-precision recipe: the most sensitive blocks kept at `promote` until the "
                    "measured KLD against the source is at most this (edge.recipes)")
 TARGET_TEXT = Param("target_text", default="wiki", help="the held-out text the target KLD is measured on", text=True)
 PROMOTE = Param("promote", choices=("q8_0", "q6_k", "f16"), default="q8_0", help="the type a recipe keeps a sensitive block at")

@@ -17,4 +17,5 @@ FAMILY = Family(
     converter="converters.onnx.convert:CONVERTER",
     runtime="converters.onnx.runtime:open_runtime",
     folder_marker="genai_config.json",
+    sensitivity="converters.onnx.sensitivity:PLAN",
 )

@@ -9,7 +9,9 @@ transformers' perplexity on the same tokens within 0.5 %.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from converters.onnx.quant import (EMBEDDING_NODE, LM_HEAD_NODE, NodePlan, census, node_names, node_plan, parse_types,
+                                   target_options)
 from converters.onnx.runtime import OgModel
 from converters.onnx.tables import ARCHITECTURES, UNTIE_WHEN
 from converters.onnx.weights import weights_per_token
 from edge.core.checkpoint import Checkpoint
-from edge.core.errors import ConversionError, UnsupportedArchitectureError, VerificationError
+from edge.core.errors import ConversionError, EdgeError, UnsupportedArchitectureError, VerificationError
 from edge.core.family import Checked, ConvertContext, Description
 from edge.core.formats import FormatRequest, parse_format
 from edge.core.fsutil import final_name
@@ -33,19 +37,44 @@ from edge.measure.verify import THRESHOLDS, compare, hf_perplexity, load_hf
 REFERENCE = "fp32"
 
 
-def builder_options(req: FormatRequest, ckpt: Checkpoint) -> dict[str, str]:
+def node_types(req: FormatRequest) -> list[tuple[str, str]]:
+    """The request's per-node types (``types``, then ``lm_head``), checked."""
+    types = parse_types(req.params.get("types"), req.name)
+    if any(v == "int8" and re.search(p, EMBEDDING_NODE) for p, v in types):
+        raise EdgeError(f"{req.name}: {EMBEDDING_NODE}: onnxruntime's quantized Gather takes 4-bit tables only (int4 or float)")
+    if req.params.get("lm_head") == "8":
+        types.append((f"^{re.escape(LM_HEAD_NODE)}$", "int8"))
+    return types
+
+
+def builder_options(req: FormatRequest, ckpt: Checkpoint, plan: NodePlan | None = None) -> dict[str, str]:
     opts = {"hf_token": "false", **req.info.spec.recipe["options"]}
     block = req.params.get("block")
     if block:  # one of the declared block sizes (checked when the format was parsed)
         opts["block_size"] = block
-    if ckpt.config.get("tie_word_embeddings") and any(k in opts for k in UNTIE_WHEN):
+    if ckpt.config.get("tie_word_embeddings") and ((plan and plan.untie) or any(k in opts for k in UNTIE_WHEN)):
         opts["shared_embeddings"] = "false"  # shared + mixed/asymmetric weights builds models that do not load
+    if plan and plan.gather:
+        opts["op_types_to_quantize"] = "MatMul/Gather"
     return opts
 
 
-def run_builder(ckpt: Checkpoint, precision: str, opts: dict[str, str], out: Path, cache: Path, name: str) -> None:
+def plan_nodes(req: FormatRequest, ckpt: Checkpoint, reference: Path | None,
+               first: list[tuple[str, str]] = ()) -> tuple[list[str], NodePlan | None]:
+    """The float graph's weight nodes and the request's plan over them (``first`` ahead of its own types)."""
+    types = [*first, *node_types(req)]
+    if not types or reference is None:
+        return [], None
+    names = node_names(reference)
+    return names, node_plan(names, types, req.info.spec.recipe["precision"], bool(ckpt.config.get("tie_word_embeddings")))
+
+
+def run_builder(ckpt: Checkpoint, precision: str, opts: dict[str, str], out: Path, cache: Path, name: str,
+                over: list[dict] = ()) -> None:
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(ckpt.path), "-o", str(out),
            "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", *(f"{k}={v}" for k, v in opts.items())]
+    if over:
+        cmd += ["--target_options", target_options(list(over))]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -81,6 +110,7 @@ class OnnxConverter:
             raise ConversionError(f"{ckpt.name}: no tokenizer.json; onnxruntime-genai needs a fast Hugging Face tokenizer")
         for req in requests:
             builder_options(req, ckpt)
+            node_types(req)
 
     def reference_for(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> tuple[FormatRequest, bool]:
         fp32 = [r for r in requests if r.info.variant == REFERENCE]
@@ -95,9 +125,13 @@ class OnnxConverter:
     def build(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, reference: Artifact | None) -> dict[str, Any]:
         name, precision = final_name(tmp), request.info.spec.recipe["precision"]
         ctx.progress.start(f"{name}: onnxruntime-genai model builder ({precision})")
-        opts = builder_options(request, ctx.ckpt)
-        run_builder(ctx.ckpt, precision, opts, tmp, ctx.scratch, name)  # the scratch folder is the builder's cache
-        return {"precision": precision, "builder_options": opts, "execution_provider": "cpu"}
+        names, plan = plan_nodes(request, ctx.ckpt, reference.path if reference is not None else None)
+        over = plan.overrides if plan else []
+        opts = builder_options(request, ctx.ckpt, plan)
+        run_builder(ctx.ckpt, precision, opts, tmp, ctx.scratch, name, over)  # the scratch folder is the builder's cache
+        return {"precision": precision, "builder_options": opts, "execution_provider": "cpu",
+                **({"nodes": census(names, over, precision), "target_options": json.loads(target_options(over))}
+                   if over else {})}
 
     def verify(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, *, strict: bool) -> Checked:
         """Every folder is loaded by onnxruntime-genai (one that does not load is never kept) and compared

@@ -12,12 +12,22 @@ from edge.core.family import Param, Variant
 
 BLOCK_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)
 BLOCK = Param("block", int, tuple(map(str, BLOCK_SIZES)), default="32", help="MatMulNBits block size")
+LM_HEAD = Param("lm_head", str, ("4", "8"), default="4", help="bits of the lm_head MatMul (8: the builder's last_matmul "
+                "int8; a tied embedding is then its own 4-bit table)", choices_help="(bits)")
+TYPES = Param("types", help="per-node overrides: PATTERN=int8|int4|float;... (a regex searched in the builder's node names: "
+              "/model/layers.N/attn/qkv_proj/MatMul, .../o_proj/..., /model/layers.N/mlp/gate_proj|up_proj|down_proj/MatMul, "
+              "/lm_head/MatMul, /model/embed_tokens/Gather; the first match wins), e.g. layers\\.29/=int8;down_proj=int8")
+TARGET_KLD = Param("target_kld", float, help="a mixed-precision recipe: the most sensitive layers kept at `promote` until the "
+                   "measured KLD against the source is at most this (edge.recipes)")
+TARGET_TEXT = Param("target_text", default="wiki", help="the held-out text the target KLD is measured on", text=True)
+PROMOTE = Param("promote", choices=("int8", "float"), default="int8", help="what a recipe keeps a sensitive layer at")
+INT4 = (BLOCK, LM_HEAD, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
 
 # recipe: the builder's --precision and --extra_options
 VARIANTS: tuple[Variant, ...] = (
     Variant("fp32",       32.0, False, "float32 ONNX, GroupQueryAttention with KV cache (the reference)",    (),       {"precision": "fp32", "options": {}}),
     Variant("int8",        8.5, True,  "MatMulNBits 8-bit weights in blocks (default 32), float activations", (BLOCK,), {"precision": "int8", "options": {"block_size": "32"}}),
-    Variant("int4",        4.5, True,  "MatMulNBits 4-bit weights in blocks (default 32), RTN",              (BLOCK,), {"precision": "int4", "options": {"block_size": "32"}}),
+    Variant("int4",        4.5, True,  "MatMulNBits 4-bit weights in blocks (default 32), RTN",              INT4,     {"precision": "int4", "options": {"block_size": "32"}}),
     Variant("int4-mixed",  5.0, True,  "4-bit k_quant; lm_head and the most sensitive layers at 8 bits (llama.cpp's mixed strategy)",
             (BLOCK,), {"precision": "int4", "options": {"block_size": "32", "algo_config": "k_quant_mixed"}}),
 )

@@ -109,7 +109,7 @@ class Param:
     """A parameter a variant takes after ``?`` (``executorch:8da4w?group=32``)."""
 
     name: str
-    type: type = str              # int or str: the raw text must parse as this
+    type: type = str              # int, float (above 0) or str: the raw text must parse as this
     choices: tuple[str, ...] = ()  # when given, the raw text must be one of these
     default: str = ""             # what applies when the parameter is not given (shown by `edge formats`)
     help: str = ""
@@ -126,12 +126,19 @@ class Param:
                 int(raw)
             except ValueError:
                 raise EdgeError(f"{fmt}: {self.name} must be an integer, not {raw!r}") from None
+        if self.type is float:
+            try:
+                ok = float(raw) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise EdgeError(f"{fmt}: {self.name} must be a number above 0, e.g. 0.02, not {raw!r}")
         if self.choices and raw not in self.choices:
             raise EdgeError(f"{fmt}: {self.name} must be one of {', '.join(self.choices)}"
                             f"{' ' + self.choices_help if self.choices_help else ''}, not {raw!r}")
 
     def describe(self) -> str:
-        values = "|".join(self.choices) if self.choices else ("<n>" if self.type is int else "<text>")
+        values = "|".join(self.choices) if self.choices else ("<n>" if self.type in (int, float) else "<text>")
         default = f"; default {self.default}" if self.default else ""
         return f"{self.name}={values} ({self.help}{default})"
 

@@ -7,6 +7,8 @@ against the variant's typed ``Param`` rows. Nothing here imports a heavy runtime
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -63,8 +65,13 @@ class FormatRequest:
 
     @property
     def file_suffix(self) -> str:
-        """The parameters as a file-name suffix: ``?group=32&embedding=4`` -> ``-embedding4-group32``."""
-        return "".join(f"-{k}{v}" for k, v in sorted(self.params.items()) if v)
+        """The parameters as a file-name suffix: ``?group=32&embedding=4`` -> ``-embedding4-group32``; a value
+        that is not a plain word (a regex, a path) by the first 8 hex digits of its sha256 (the manifest's
+        params hold the value itself)."""
+        def word(v: str) -> str:
+            return v if re.fullmatch(r"[A-Za-z0-9._+-]{1,32}", v) else hashlib.sha256(v.encode()).hexdigest()[:8]
+
+        return "".join(f"-{k}{word(v)}" for k, v in sorted(self.params.items()) if v)
 
 
 FORMATS: Registry[FormatInfo] = Registry("format")
