@@ -13,7 +13,7 @@ from converters.gguf.imatrix import Imatrix, compute, read_llama_imatrix
 from converters.gguf.quantize import quantize
 from edge.bench import BenchConfig, bench
 from edge.convert import convert
-from edge.core.errors import ConversionError, DatasetError
+from edge.core.errors import ConversionError, DatasetError, EdgeError
 from edge.datasets import load_dataset
 from edge.measure.tokens import token_stream
 from edge.report import flags
@@ -127,7 +127,13 @@ def test_tensor_type_overrides_reach_llama_cpp(tiny, tmp_path):
     assert types["blk.0.ffn_down.weight"] == "Q5_0" and types["blk.1.ffn_down.weight"] == "Q4_0"
     assert types["blk.0.attn_q.weight"] == "Q4_0"
     assert a.manifest.params["types"] == r"attn_v=q8_0;blk\.0\.ffn_down=q5_0" and "-types" in a.path.name
-    for bad, message in (("attn_v=q9_0", "'q9_0' is not a tensor type"), ("attn_v", "types wants PATTERN=TYPE"),
-                         ("attn_v(=q8_0", "is not a regular expression")):
-        with pytest.raises(ConversionError, match=message.replace("(", r"\(")):
+    recipe = tmp_path / "recipe.txt"
+    recipe.write_text("attn_v=q8_0   # the values\n\n" + r"blk\.0\.ffn_down=q5_0" + "\n")
+    b = next(x for x in convert(tiny("llama", "bpe"), f"gguf:q4_0?types=@{recipe}", tmp_path / "file")
+             if x.manifest.variant == "q4_0")
+    # a recipe file: the same overrides as written inline
+    assert {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(b.path)).tensors} == types
+    for bad, message in (("attn_v=q9_0", "a types entry takes f32, f16"), ("attn_v", "types entries are PATTERN=TYPE"),
+                         ("attn_v(=q8_0", "is not a regular expression"), ("@/nonexistent/recipe.txt", "cannot read the recipe file")):
+        with pytest.raises(EdgeError, match=message.replace("(", r"\(")):
             convert(tiny("llama", "bpe"), f"gguf:q4_0?types={bad}", tmp_path / "bad")

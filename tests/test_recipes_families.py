@@ -115,7 +115,7 @@ def test_onnx_lm_head_8_bit_and_per_node_overrides_land(tiny, tmp_path):
 @pytest.mark.parametrize("fmt, message", [
     ("onnx:int4?types=embed_tokens=int8", "takes 4-bit tables only"),
     ("onnx:int4?types=lm_head=int3", "takes int8, int4, float"),
-    ("executorch:8da4w?types=output=6", "takes 8, 4 or float"),
+    ("executorch:8da4w?types=output=6", "takes 8, 4, float"),
     ("executorch:8da4w?types=layers[=8", "not a regular expression"),
     ("executorch:8da4w?output=2", "output must be one of 8, 4"),
 ])

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from edge.core.errors import EdgeError
+from edge.core.overrides import parse
 
 HQQ = "hqq_scale_only"     # export_llm's default (LlmConfig.quantization.use_hqq = True)
 FLOAT = "float"
@@ -35,21 +36,9 @@ class LinearQuant:
 
 
 def parse_types(raw: str | None, fmt: str) -> list[tuple[str, str]]:
-    """``PATTERN=BITS;...`` (a regex searched in ExecuTorch module names; bits 8, 4 or float) → pairs,
-    refusing a bad entry in one line."""
-    out: list[tuple[str, str]] = []
-    for entry in filter(None, (e.strip() for e in (raw or "").split(";"))):
-        pattern, sep, value = entry.rpartition("=")
-        if not sep or not pattern:
-            raise EdgeError(f"{fmt}: types entries are PATTERN=BITS (e.g. layers\\.0\\.=8), not {entry!r}")
-        if value not in ("8", "4", FLOAT):
-            raise EdgeError(f"{fmt}: a types entry takes 8, 4 or float, not {value!r} (in {entry!r})")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise EdgeError(f"{fmt}: types pattern {pattern!r} is not a regular expression ({exc})") from None
-        out.append((pattern, value))
-    return out
+    """``PATTERN=BITS;...`` (a regex searched in ExecuTorch module names; bits 8, 4 or float), or
+    ``@recipe.txt``, → pairs, refusing a bad entry in one line."""
+    return parse(raw, fmt, ("8", "4", FLOAT), "layers\\.0\\.=8")
 
 
 def linear_plan(shapes: dict[str, tuple[int, int]], base: LinearQuant, output: LinearQuant | None,

@@ -10,25 +10,14 @@ from typing import Any
 from converters.gguf.runtime import init_backend, last_log
 from converters.gguf.tables import OVERRIDE_TYPES, VARIANTS
 from edge.core.errors import ConversionError
+from edge.core.overrides import parse
 
 _FTYPES = {v.name: v.recipe["ftype"] for v in VARIANTS}
 
 
 def parse_types(text: str, where: str) -> list[tuple[str, str]]:
-    """``attn_v=q8_0;ffn_down=q6_k`` -> [(pattern, type)], each refusal one line naming ``where``."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        pattern, sep, typ = part.rpartition("=")
-        if not sep or not pattern:
-            raise ConversionError(f"{where}: types wants PATTERN=TYPE;..., not {part!r}")
-        if typ.lower() not in OVERRIDE_TYPES:
-            raise ConversionError(f"{where}: {typ!r} is not a tensor type (one of {', '.join(OVERRIDE_TYPES)})")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConversionError(f"{where}: {pattern!r} is not a regular expression ({exc})") from None
-        out.append((pattern, typ.lower()))
-    return out
+    """``attn_v=q8_0;ffn_down=q6_k`` (or ``@recipe.txt``) -> [(pattern, type)], each refusal one line."""
+    return parse(text, where, OVERRIDE_TYPES, "attn_v=q8_0")
 
 
 def _overrides(types: list[tuple[str, str]]) -> Any:

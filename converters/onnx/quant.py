@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.core.errors import EdgeError
+from edge.core.overrides import parse
 
 VALUES = ("int8", "int4", "float")
 EMBEDDING_NODE = "/model/embed_tokens/Gather"
@@ -24,19 +25,8 @@ QUANTIZED_OPS = ("MatMul", "Gather")
 
 
 def parse_types(raw: str | None, fmt: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for entry in filter(None, (e.strip() for e in (raw or "").split(";"))):
-        pattern, sep, value = entry.rpartition("=")
-        if not sep or not pattern:
-            raise EdgeError(f"{fmt}: types entries are PATTERN=TYPE (e.g. layers\\.0/=int8), not {entry!r}")
-        if value not in VALUES:
-            raise EdgeError(f"{fmt}: a types entry takes {', '.join(VALUES)}, not {value!r} (in {entry!r})")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise EdgeError(f"{fmt}: types pattern {pattern!r} is not a regular expression ({exc})") from None
-        out.append((pattern, value))
-    return out
+    """``PATTERN=int8|int4|float;...`` (a regex searched in the builder's node names), or ``@recipe.txt``."""
+    return parse(raw, fmt, VALUES, "layers\\.0/=int8")
 
 
 def node_names(folder: Path) -> list[str]:
