@@ -41,7 +41,9 @@ def solve(checkpoint: str | Path, req: Any, *, threads: int | None, progress: Pr
                                   **({"measured_on": probe.proxy} if probe.proxy else {})}
         if whole.kld <= target:
             return "", {**record, "promoted": [], "kld": whole.kld, "kld_unc": whole.kld_unc, "measurements": 1}
-        ranked = [(g.kld, g.group, g.pattern) for g in probe.rank(req, "layer", label=f"{req.info.name} (target KLD {target:g})")]
+        already = getattr(probe.plan, "already", lambda req, group, to: False)   # promoting it would change nothing
+        ranked = [(g.kld, g.group, g.pattern) for g in probe.rank(req, "layer", label=f"{req.info.name} (target KLD {target:g})")
+                  if not already(req, g.group, promote)]
         measured = len(ranked) + 1
         cache: dict[int, Any] = {}
 

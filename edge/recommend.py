@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from edge.core.errors import EdgeError
+from edge.core.formats import display_name
 from edge.core.registry import Registry
 from edge.report import Matrix, build_matrices, ppl_delta_pct
 
@@ -411,7 +412,7 @@ def decide(scope: str, name: str, devices: list[str], formats: list[str], cells:
     if measured:
         closest = min(measured, key=lambda v: (max(ch.miss or 0 for ch in v.failed), v.size_bytes or 0))
         d.closest = closest.format
-        d.why = f"nothing fits; closest: {closest.format} ({closest.reason()})"
+        d.why = f"nothing fits; closest: {display_name(closest.format)} ({closest.reason()})"
     elif verdicts and all(v.missing for v in verdicts):
         absent = sorted({m for v in verdicts for m in v.missing}, key=devices.index)
         d.why = (f"nothing fits: no format was measured on {', '.join(absent)} "
@@ -447,9 +448,9 @@ def _qtext(q: Measured, key: str) -> str:
 def _why(pick: Verdict, best: Verdict, tied: list[Verdict], fitting: list[Verdict], verdicts: list[Verdict], key: str) -> str:
     out = f"{_qtext(pick.quality, key)}, {_size(pick.size_bytes)}; {len(fitting)} of {len(verdicts)} formats fit"
     if pick is not best:
-        out += f"; quality tied with the best, {best.format} ({_qtext(best.quality, key)}), and smaller"
+        out += f"; quality tied with the best, {display_name(best.format)} ({_qtext(best.quality, key)}), and smaller"
     elif len(tied) > 1:
-        out += f"; tied in quality with {', '.join(v.format for v in tied if v is not pick)}, and the smallest"
+        out += f"; tied in quality with {', '.join(display_name(v.format) for v in tied if v is not pick)}, and the smallest"
     if key == "bpw":
         out += "; no quality measured: ranked by bits per weight"
     if pick.marginal:
@@ -514,7 +515,7 @@ def choice_text(d: Decision) -> str:
     if not d.choice:
         return "nothing fits"
     v = next(v for v in d.verdicts if v.format == d.choice)
-    return d.choice + (" (within error bar)" if v.marginal else "")
+    return display_name(d.choice) + (" (within error bar)" if v.marginal else "")
 
 
 def title(r: Recommendation) -> str:
@@ -533,7 +534,7 @@ def verdict_rows(d: Decision, key: str) -> list[list[str]]:
     rows = []
     for v in sorted(d.verdicts, key=lambda v: (v.format != d.choice, order[v.status], v.quality.value if v.quality else math.inf)):
         status = "chosen" if v.format == d.choice else ("fits" if v.status == "fits" else v.status)
-        rows.append([v.format, status, "" if v.quality is None else _qtext(v.quality, key),
+        rows.append([display_name(v.format), status, "" if v.quality is None else _qtext(v.quality, key),
                      "" if v.size_bytes is None else _size(v.size_bytes), v.reason()])
     return rows
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.errors import EdgeError, OutputError
+from edge.core.formats import display_name
 from edge.core.registry import Registry
 from edge.metrics import METRICS
 from edge.store import Result
@@ -268,7 +269,7 @@ def render_table(matrices: list[Matrix], recs: list[Any] | None = None):
             for i, h in enumerate(heads):
                 t.add_column(f"{d}\n{h}" if len(m.devices) > 1 else h, justify="right")
         for f in m.formats:
-            cells = [f]
+            cells = [display_name(f)]
             for d in m.devices:
                 r = m.cells.get((f, d))
                 cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + task_texts(m, f, d)
@@ -285,7 +286,7 @@ def render_markdown(matrices: list[Matrix], recs: list[Any] | None = None) -> st
         lines = [f"### {m.model}", "", m.header(), "", "| " + " | ".join(cols) + " |",
                  "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
         for f in m.formats:
-            cells = [f"`{f}`"]
+            cells = [f"`{display_name(f)}`"]
             for d in m.devices:
                 r = m.cells.get((f, d))
                 cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + task_texts(m, f, d)

@@ -10,6 +10,7 @@ import html
 from datetime import datetime, timezone
 from typing import Any
 
+from edge.core.formats import display_name
 from edge.core.versions import edge_version
 from edge.recommend import VERDICT_HEADS, Recommendation, choice_text, scope_text, title, verdict_rows
 from edge.report import COLUMNS, Matrix, flags, headers, task_texts
@@ -67,7 +68,7 @@ def matrix_html(m: Matrix) -> str:
     cols = ["format"] + [f"{d} · {h}" if len(m.devices) > 1 else h for d in m.devices for h in heads] + ["flags"]
     rows = []
     for f in m.formats:
-        cells, flagged = [f], []
+        cells, flagged = [display_name(f)], []
         for d in m.devices:
             r = m.cells.get((f, d))
             cells += [cell(r) if r else "" for _, _, cell in COLUMNS] + task_texts(m, f, d)

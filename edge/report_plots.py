@@ -18,6 +18,7 @@ import math
 import re
 from typing import Any
 
+from edge.core.formats import display_name
 from edge.report import Matrix, pct_of_membw
 
 FAMILY_STYLE = {  # family -> (colour, marker): one entry a line
@@ -147,7 +148,7 @@ def quality_vs_size(m: Matrix) -> tuple[str, int] | None:
             ax.plot([], [], marker=marker, color=colour, linestyle="none", label=fam)
     ax.set_yscale("log")
     _bpw_axis(ax, [b for b, _ in pts])
-    _labels(ax, fig, pts, [r.format.split(":", 1)[1] for r in rows])
+    _labels(ax, fig, pts, [display_name(r.format).split(":", 1)[1] for r in rows])
     ax.set_xlabel("bits per weight (file size × 8 / parameters, log)")
     ax.set_ylabel("KLD vs the source (nats/token, log)")
     ax.set_title(f"Quality vs size on {device}: lower is better, left is smaller")

@@ -100,7 +100,7 @@ def params_json(ckpt: Checkpoint, hp: Hparams) -> dict[str, Any]:
     }
 
 
-def _name_map(n_layer: int) -> dict[str, str]:
+def name_map(n_layer: int) -> dict[str, str]:
     out: dict[str, str] = {}
     for hf, et in WEIGHT_NAMES:
         if "{}" in hf:
@@ -113,7 +113,7 @@ def _name_map(n_layer: int) -> dict[str, str]:
 def rewrite_weights(ckpt: Checkpoint, hp: Hparams, path: Path, on_tensor: Callable[[int], None]) -> None:
     import torch
 
-    names = _name_map(hp.n_layer)
+    names = name_map(hp.n_layer)
     state: dict[str, torch.Tensor] = {}
     for i, name in enumerate(ckpt.tensor_names()):
         if name.endswith("rotary_emb.inv_freq"):

@@ -38,9 +38,9 @@ def isolate(regex: str) -> list[tuple[str, str]]:
 
 
 def _hf_names(n_layer: int) -> dict[str, str]:
-    from converters.executorch.recipe import _name_map
+    from converters.executorch.recipe import name_map
 
-    return {hf.removesuffix(".weight"): et.removesuffix(".weight") for hf, et in _name_map(n_layer).items()
+    return {hf.removesuffix(".weight"): et.removesuffix(".weight") for hf, et in name_map(n_layer).items()
             if hf.endswith(".weight")}
 
 
@@ -75,6 +75,17 @@ class EtGroups:
     @staticmethod
     def promote(group_regex: str, to: str) -> tuple[str, str]:
         return group_regex.lstrip("^"), to
+
+    @staticmethod
+    def already(req, group: str, to: str) -> bool:
+        """The output layer or embedding a request already keeps at ``to`` bits (8da4w's defaults)."""
+        from converters.executorch.tables import OUTPUT
+
+        if group == "output":
+            return req.params.get("output", OUTPUT.default if OUTPUT in req.info.params else "") == to
+        if group == EMBEDDING:
+            return (req.params.get("embedding") or req.info.spec.recipe.get("embedding", FLOAT)) == to
+        return False
 
     @contextmanager
     def quantized(self, checkpoint: Path, reference: Path, req, types: list[tuple[str, str]] | None,

@@ -20,7 +20,7 @@ TYPES = Param("types", help="tensor-type overrides, llama.cpp's --tensor-type: P
 TARGET_KLD = Param("target_kld", float, help="a mixed-precision recipe: the most sensitive blocks kept at `promote` until the "
                    "measured KLD against the source is at most this (edge.recipes)")
 TARGET_TEXT = Param("target_text", default="wiki", help="the held-out text the target KLD is measured on", text=True)
-PROMOTE = Param("promote", choices=("q8_0", "q6_k", "f16"), default="q8_0", help="the type a recipe keeps a sensitive block at")
+PROMOTE = Param("promote", choices=("q8_0", "q6_k", "q5_1", "q5_0", "f16"), default="q8_0", help="the type a recipe keeps a sensitive block at")
 CALIBRATED = (IMATRIX, IMATRIX_CHUNKS, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
 # the ggml tensor types an override may name (llama.cpp's GGML_TYPE_* of the quantizer), one a line
 OVERRIDE_TYPES: tuple[str, ...] = (

@@ -113,3 +113,21 @@ def parse_formats(text: str | list[str]) -> list[FormatRequest]:
     if not out:
         raise EdgeError("no format given; try --format gguf:f16,gguf:q8_0,gguf:q4_k_m")
     return list(out.values())
+
+
+def display_name(name: str, limit: int = 24) -> str:
+    """A format name as tables and plots show it: a parameter value longer than ``limit`` (a recipe's
+    overrides) as its entry count and the first 8 hex digits of its sha256 — the same digest as the
+    artifact's file name; JSON, CSV and the store keep the whole name."""
+    base, sep, query = name.partition("?")
+    if not sep:
+        return name
+    parts = []
+    for item in query.split("&"):
+        k, eq, v = item.partition("=")
+        if eq and len(v) > limit:
+            n = len([e for e in v.split(";") if e])
+            v = f"<{n} entries #{hashlib.sha256(v.encode()).hexdigest()[:8]}>"
+        parts.append(f"{k}{eq}{v}")
+    return f"{base}?{'&'.join(parts)}"
+
