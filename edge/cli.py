@@ -68,8 +68,13 @@ def formats() -> None:
         params = {p.name: p for v in fam.variants for p in v.params}
         line = f"{fam.name} ({fam.title}): architectures {', '.join(fam.architectures)}"
         line += f"; {fam.notes}" if fam.notes else ""
-        line += f"; parameters: {', '.join(p.describe() for p in params.values())}" if params else ""
+        line += f"; parameters: {', '.join(p.describe() for p in params.values() if p.name != 'method')}" if params else ""
         out.print(line, highlight=False)
+        if "method" in params:  # one line: what the family can do, and what its stack cannot
+            m = params["method"]
+            out.print(f"{fam.name} methods (method=, default {m.default}): {m.help.partition(': ')[2]}"
+                      + (f"; cannot: {'; '.join(f'{k}: {why}' for k, why in m.refused)}" if m.refused else ""),
+                      highlight=False)
 
 
 @app.command()

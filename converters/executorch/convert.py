@@ -8,13 +8,15 @@ the runtimes' own runners read; its sha256 is in every manifest.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from converters.executorch.program import weights_per_token
 from converters.executorch.quant import FLOAT, LinearQuant, census, embedding_bits, linear_plan, linear_shapes, parse_types
 from converters.executorch.recipe import EtOptions, check_supported, export_pte, linear_in_features
-from converters.executorch.tables import AUTO_GROUPS, OUTPUT
+from converters.executorch.methods import CALIB_CTX, gptq_weights
+from converters.executorch.tables import AUTO_GROUPS, CALIB_TOKENS, METHOD, METHODS, OUTPUT
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError, EdgeError
 from edge.core.family import Checked, ConvertContext, Description
@@ -64,8 +66,16 @@ def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] =
     elif max_seq < 2:
         raise EdgeError(f"{req.name}: max_seq_len must be at least 2")
     logits = req.params.get("logits") or "last"
+    method = req.params.get("method") or METHOD.default
+    if method == "gptq" and not req.params.get("calib"):
+        raise EdgeError(f"{req.name}: method=gptq needs calibration text: calib=wiki (a dataset name) or "
+                        "calib=./ours.txt (not the text you will evaluate on)")
+    if req.params.get("calib") and method != "gptq":
+        raise EdgeError(f"{req.name}: calib= is calibration text for method=gptq; method={method} takes none")
+    if _int_param(req, "calib_tokens") is not None and _int_param(req, "calib_tokens") < CALIB_CTX:
+        raise EdgeError(f"{req.name}: calib_tokens must be at least {CALIB_CTX} (one chunk)")
     return EtOptions(qmode=recipe["qmode"], group_size=group, embedding_bits=emb_bits,
-                     max_seq_len=max_seq, full_logits=logits == "all", linear_plan=plan)
+                     max_seq_len=max_seq, full_logits=logits == "all", linear_plan=plan, method=method)
 
 
 def quant_plan(req: FormatRequest, hp, group: int | None, first: list[tuple[str, str]] = ()) -> tuple[dict | None, int | None]:
@@ -137,14 +147,23 @@ class EtConverter:
     def build(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, reference: Artifact | None) -> dict[str, Any]:
         opts = options(request, ctx.ckpt)
         name = final_name(tmp)
+        method: dict[str, Any] = {"name": opts.method, "what": dict(METHODS).get(opts.method)}
+        if opts.method == "gptq":
+            custom, method = gptq_weights(ctx.ckpt, opts.linear_plan, ctx.texts[request.params["calib"]],
+                                          int(request.params.get("calib_tokens") or CALIB_TOKENS.default),
+                                          threads=ctx.n_threads, progress=ctx.progress)
+            opts = replace(opts, custom=custom)
+            ctx.progress.note(f"{name}: GPTQ {method['seconds']:.0f} s, output error below round-to-nearest's on "
+                              f"{method['output_error_vs_rtn']['below_rtn']} of {method['output_error_vs_rtn']['linears']} "
+                              f"linears (median ratio {method['output_error_vs_rtn']['median_ratio']})")
         profile = export_pte(ctx.ckpt, opts, tmp, _metadata(ctx.ckpt), progress=ctx.progress, label=name)
         ctx.progress.note(f"{name}: export {profile.total_s:.0f} s "
                           f"({', '.join(f'{k} {v:.0f} s' for k, v in profile.seconds.items() if v >= 1)})")
         tok_path, tok_sha = ctx.state["tokenizer"]
         return {
             "qmode": opts.qmode, "group_size": opts.group_size, "embedding_bits": opts.embedding_bits,
-            **({"linears": census(opts.linear_plan), "scales": "HQQ scale-only (export_llm's use_hqq default)"}
-               if opts.linear_plan else {}),
+            **({"linears": census(opts.linear_plan), "method": method} if opts.linear_plan else {}),
+            **({"calibration": method["calibration"]} if "calibration" in method else {}),
             "max_seq_len": opts.max_seq_len, "full_logits": opts.full_logits, "backend": "xnnpack",
             "kv_cache": True, "sdpa": "llama::sdpa_with_kv_cache", "bits_per_weight_basis": "file size / source parameters",
             "tokenizer_file": {"file": tok_path.name, "sha256": tok_sha},

@@ -18,6 +18,7 @@ from edge.core.errors import EdgeError
 from edge.core.overrides import parse
 
 HQQ = "hqq_scale_only"     # export_llm's default (LlmConfig.quantization.use_hqq = True)
+AFFINE = "affine"          # round-to-nearest, torchao's symmetric scale rule
 FLOAT = "float"
 
 
@@ -90,20 +91,40 @@ def embedding_config(bits: int, group: int, algorithm: str = HQQ):
                                 intx_choose_qparams_algorithm=algorithm)
 
 
-def apply(model, plan: dict[str, LinearQuant | None], name_of: Callable[[str], str | None] = lambda f: f) -> int:
+def apply(model, plan: dict[str, LinearQuant | None], name_of: Callable[[str], str | None] = lambda f: f, *,
+          algorithm: str = HQQ, custom: dict | None = None) -> int:
     """Quantize ``model``'s linears in place by ``plan`` (``name_of``: the model's module name → the
-    plan's name, None for a module outside it); returns how many were quantized."""
+    plan's name, None for a module outside it), their scales chosen by torchao's ``algorithm``, or, for the
+    names in ``custom``, given (``converters.gptq.Quantized``: integers and scales); returns how many were
+    quantized."""
     import torch
     from torchao.quantization import quantize_
 
     by_quant: dict[LinearQuant, set[str]] = {}
-    for fqn, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear) and (name := name_of(fqn)) is not None and plan.get(name) is not None:
-            by_quant.setdefault(plan[name], set()).add(fqn)
+    given = 0
     with torch.no_grad():
+        for fqn, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear) and (name := name_of(fqn)) is not None and plan.get(name) is not None:
+                if custom and name in custom:
+                    mod.weight = torch.nn.Parameter(quantized_tensor(custom[name], plan[name].bits), requires_grad=False)
+                    given += 1
+                else:
+                    by_quant.setdefault(plan[name], set()).add(fqn)
         for q, fqns in by_quant.items():
-            quantize_(model, linear_config(q), filter_fn=lambda m, fqn, fqns=fqns: fqn in fqns)
-    return sum(len(f) for f in by_quant.values())
+            quantize_(model, linear_config(q, algorithm), filter_fn=lambda m, fqn, fqns=fqns: fqn in fqns)
+    return given + sum(len(f) for f in by_quant.values())
+
+
+def quantized_tensor(q, bits: int):
+    """torchao's 8da4w / 8da8w weight tensor (``IntxUnpackedToInt8Tensor``, int8 dynamic activations)
+    holding ``q``'s integers and scales as they are (nothing re-chooses them)."""
+    import torch
+    from torchao.quantization.quantize_.workflows.intx.intx_unpacked_to_int8_tensor import IntxUnpackedToInt8Tensor
+
+    return IntxUnpackedToInt8Tensor.from_hp(
+        q.dequantize(), (1, q.group), getattr(torch, f"int{bits}"), activation_quantization="int8_asym_per_token",
+        intx_choose_qparams_algorithm=None, custom_scale=q.scales,
+        custom_zero_point=torch.zeros_like(q.scales, dtype=torch.int8))
 
 
 def census(plan: dict[str, LinearQuant | None]) -> dict[str, list[str] | int]:

@@ -44,6 +44,8 @@ class EtOptions:
     max_seq_len: int
     full_logits: bool               # forward returns logits for every input token, not only the last
     linear_plan: dict | None = None  # ExecuTorch linear name -> LinearQuant | None (edge's per-module plan)
+    method: str = "hqq"             # how the plan's integers are chosen (converters.executorch.methods)
+    custom: dict | None = None      # ExecuTorch linear name -> converters.gptq.Quantized, given integers and scales
 
     @property
     def extended_ops(self) -> bool:
@@ -146,6 +148,7 @@ def llm_config(weights: Path, params: Path, workdir: Path, opts: EtOptions, meta
     cfg.quantization.qmode = None if opts.linear_plan is not None else opts.qmode
     cfg.quantization.group_size = opts.group_size
     cfg.quantization.embedding_quantize = opts.embedding_quantize
+    cfg.quantization.use_hqq = opts.method != "affine"   # the embedding's scales (GPTQ does not do tables)
     cfg.backend.xnnpack.enabled = True
     cfg.backend.xnnpack.extended_ops = opts.extended_ops
     return cfg
@@ -165,10 +168,11 @@ def _quiet_logging() -> Iterator[None]:
         root.setLevel(level)
 
 
-def _quantize_linears(model, plan: dict):
-    from converters.executorch.quant import apply
+def _quantize_linears(model, plan: dict, method: str = "hqq", custom: dict | None = None):
+    from converters.executorch.quant import AFFINE, HQQ, apply
 
-    n = apply(model, plan, name_of=lambda fqn: fqn if fqn in plan else None)
+    n = apply(model, plan, name_of=lambda fqn: fqn if fqn in plan else None,
+              algorithm=AFFINE if method == "affine" else HQQ, custom=custom)
     if n != sum(q is not None for q in plan.values()):
         raise ConversionError(f"the quantization plan names {sum(q is not None for q in plan.values())} linears; "
                               f"ExecuTorch's transformer had {n} of them")
@@ -257,7 +261,8 @@ def export_pte(ckpt: Checkpoint, opts: EtOptions, out: Path, metadata: dict[str,
             t0 = begin(STAGES[1])
             manager = _prepare_for_llama_export(cfg)
             if opts.linear_plan is not None:  # the linears, module by module (torchao filter functions)
-                manager.source_transform([partial(_quantize_linears, plan=opts.linear_plan)])
+                manager.source_transform([partial(_quantize_linears, plan=opts.linear_plan, method=opts.method,
+                                                 custom=opts.custom)])
             end(t0)
             t0 = begin(STAGES[2])
             manager = manager.export()

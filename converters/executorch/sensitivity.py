@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from converters.executorch.quant import EMBEDDING, FLOAT, LinearQuant, apply, embedding_config, linear_shapes
+from converters.executorch.methods import gptq_weights, hf_module_names
+from converters.executorch.quant import AFFINE, EMBEDDING, FLOAT, HQQ, LinearQuant, apply, embedding_config, linear_shapes
+from converters.executorch.tables import CALIB_TOKENS
 
 KINDS = ("attention.wq", "attention.wk", "attention.wv", "attention.wo", "feed_forward.w1", "feed_forward.w2",
          "feed_forward.w3")
@@ -37,14 +39,7 @@ def isolate(regex: str) -> list[tuple[str, str]]:
     return [(f"^(?!{regex.lstrip('^')})", FLOAT), (regex, "low")]
 
 
-def _hf_names(n_layer: int) -> dict[str, str]:
-    from converters.executorch.recipe import name_map
-
-    return {hf.removesuffix(".weight"): et.removesuffix(".weight") for hf, et in name_map(n_layer).items()
-            if hf.endswith(".weight")}
-
-
-def _quantize_embedding(model, bits: int) -> None:
+def _quantize_embedding(model, bits: int, algorithm: str = HQQ) -> None:
     """The table as the program's embedding op reads it: torchao's integers and scales, dequantized."""
     import torch
     from torchao.quantization import quantize_
@@ -53,7 +48,7 @@ def _quantize_embedding(model, bits: int) -> None:
     table = torch.nn.Embedding(*emb.weight.shape)
     table.weight = torch.nn.Parameter(emb.weight.detach().clone())
     with torch.no_grad():
-        quantize_(table, embedding_config(bits, EMBEDDING_GROUP[bits]), lambda m, fqn: isinstance(m, torch.nn.Embedding))
+        quantize_(table, embedding_config(bits, EMBEDDING_GROUP[bits], algorithm), lambda m, fqn: isinstance(m, torch.nn.Embedding))
         emb.weight = torch.nn.Parameter(table.weight.dequantize().to(torch.float32), requires_grad=False)
 
 
@@ -110,9 +105,14 @@ class EtGroups:
             low = str(req.info.spec.recipe.get("bits") or 8)
             opts = options(req, ckpt, first=[(p, low if v == "low" else v) for p, v in types or []])
             plan, emb_bits = opts.linear_plan or plan, opts.embedding_bits
-            apply(m._model, plan, name_of=_hf_names(hp.n_layer).get)
+            custom = None
+            if opts.method == "gptq":
+                custom, _ = gptq_weights(ckpt, plan, (texts or {})[req.params["calib"]],
+                                         int(req.params.get("calib_tokens") or CALIB_TOKENS.default), threads=threads)
+            apply(m._model, plan, name_of=hf_module_names(hp.n_layer).get,
+                  algorithm=AFFINE if opts.method == "affine" else HQQ, custom=custom)
             if emb_bits:
-                _quantize_embedding(m._model, emb_bits)
+                _quantize_embedding(m._model, emb_bits, AFFINE if opts.method == "affine" else HQQ)
         with m:
             yield m, estimated_bytes(hp, plan, emb_bits)
 

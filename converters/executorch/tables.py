@@ -8,7 +8,7 @@ with a KV cache and lowers to XNNPACK. RoPE stays in Hugging Face's rotate-half 
 
 from __future__ import annotations
 
-from edge.core.family import Param, Variant
+from edge.core.family import Param, Variant, method_param
 
 # (Hugging Face name, ExecuTorch name); "{}" is the layer index
 WEIGHT_NAMES: tuple[tuple[str, str], ...] = (
@@ -56,9 +56,27 @@ TARGET_KLD = Param("target_kld", float, help="a mixed-precision recipe: the most
 TARGET_TEXT = Param("target_text", default="wiki", help="the held-out text the target KLD is measured on", text=True)
 PROMOTE = Param("promote", choices=("8", "float"), default="8", help="what a recipe keeps a sensitive layer at")
 RECIPE = (TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
+
+# how the linears' integers are chosen (converters.executorch.methods), one entry a line: (name, what it is)
+METHODS: tuple[tuple[str, str], ...] = (
+    ("hqq",    "HQQ scale-only: each group's scale fitted to its weights, no calibration (export_llm's use_hqq default)"),
+    ("affine", "round-to-nearest, scale max |w| / ((qmax - qmin) / 2), no calibration"),
+    ("gptq",   "GPTQ on that same grid from calibration text (calib=), edge's own: torchao's asserts CUDA"),
+)
+# what a team may ask for that this stack cannot do: (name, why)
+CANNOT: tuple[tuple[str, str], ...] = (
+    ("awq",         "AWQ needs an activation pre-scale that 8da4w's weight tensor (IntxUnpackedToInt8Tensor) does not take"),
+    ("smoothquant", "SmoothQuant needs the same activation pre-scale, which IntxUnpackedToInt8Tensor does not take"),
+    ("fp8",         "no FP8 weight kernels on CPU (torchao's float8 targets CUDA, XNNPACK has none)"),
+)
+METHOD = method_param(METHODS, CANNOT, "hqq")
+CALIB = Param("calib", help="the calibration text of method=gptq: a dataset name (wiki, code, ...) or a text file; "
+              "never the text you evaluate on", text=True)
+CALIB_TOKENS = Param("calib_tokens", int, default="16384", help="calibration tokens (chunks of 512)")
+METHOD_PARAMS = (METHOD, CALIB, CALIB_TOKENS)
 UNGROUPED = (EMBEDDING, MAX_SEQ_LEN, LOGITS)
-GROUPED = (GROUP, EMBEDDING, MAX_SEQ_LEN, LOGITS, *RECIPE)
-INT4 = (GROUP, OUTPUT, EMBEDDING, MAX_SEQ_LEN, LOGITS, *RECIPE)
+GROUPED = (GROUP, EMBEDDING, MAX_SEQ_LEN, LOGITS, *METHOD_PARAMS, *RECIPE)
+INT4 = (GROUP, OUTPUT, EMBEDDING, MAX_SEQ_LEN, LOGITS, *METHOD_PARAMS, *RECIPE)
 
 # recipe: export_llm's quantization.qmode; default_group None: no groups, 0: one scale per output channel, -1: auto;
 # bits: the linears of 8da8w and 8da4w are quantized by edge's per-module plan (converters.executorch.quant);

@@ -12,7 +12,7 @@ from typing import Any
 from converters.gguf.facts import gguf_facts
 from converters.gguf.quantize import parse_types, quantize
 from converters.gguf.runtime import LlamaModel
-from converters.gguf.tables import DEFAULT_REFERENCE, IMATRIX_CHUNKS, NEEDS_IMATRIX, REFERENCE_PRECEDENCE
+from converters.gguf.tables import DEFAULT_REFERENCE, IMATRIX_CHUNKS, NEEDS_IMATRIX, METHODS, REFERENCE_PRECEDENCE
 from converters.gguf.writer import arch_spec, write_gguf
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError
@@ -100,7 +100,8 @@ class GgufConverter:
             types = parse_types(request.params.get("types") or "", request.name)
             quantize(reference.path, tmp, request.info.variant, n_threads=ctx.n_threads or os.cpu_count() or 1,
                      imatrix=im, types=types)
-            return {**ctx.state["writer"], **({"calibration": calibration} if calibration else {})}
+            method = {"name": "rtn", "what": dict(METHODS)["rtn"], "imatrix": bool(im)}
+            return {**ctx.state["writer"], "method": method, **({"calibration": calibration} if calibration else {})}
         ctx.progress.start(f"writing {name}", total=len(ctx.ckpt.tensor_names()))
         info = write_gguf(ctx.ckpt, tmp, request.info.variant, name=ctx.ckpt.name,
                           on_tensor=lambda i, n, t: ctx.progress.update(i, description=f"writing {name}: {t}"))

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.core.errors import ConversionError, DatasetError
+from edge.core.errors import ConversionError
 
 N_CTX = 512          # llama-imatrix's default context
 MAX_CHUNKS = 64      # llama-imatrix runs the whole text; edge stops here by default (32k tokens)
@@ -72,45 +72,18 @@ def compute(checkpoint: Path, tokens: np.ndarray, bos: int | None, *, n_ctx: int
             max_chunks: int | None = MAX_CHUNKS, n_threads: int | None = None, on_chunk=None) -> Imatrix:
     """The importance matrix of ``tokens`` (a token stream: BOS first when the tokenizer adds one) on the
     checkpoint's transformers model in fp32. ``on_chunk(i, n)`` reports progress."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    from edge.measure.activations import collect
 
-    from edge.measure.metrics import chunk_layout, chunk_tokens
+    def names(model: Any) -> dict[str, str]:
+        mapping = _gguf_names(model, model.config.architectures[0], model.config.num_hidden_layers)
+        if not mapping:
+            raise ConversionError(f"{checkpoint}: no block weights found to compute an importance matrix for")
+        return mapping
 
-    n_chunks, _ = chunk_layout(len(tokens), n_ctx, max_chunks)
-    if n_chunks < 1:
-        raise DatasetError(f"the calibration text has {len(tokens)} tokens: an importance matrix needs at least "
-                           f"{n_ctx} (one chunk of {n_ctx})")
-    if n_threads:
-        torch.set_num_threads(n_threads)
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32)
-    model.eval()
-    mapping = _gguf_names(model, model.config.architectures[0], model.config.num_hidden_layers)
-    if not mapping:
-        raise ConversionError(f"{checkpoint}: no block weights found to compute an importance matrix for")
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-
-    def hook(name: str):
-        def pre(_mod, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float64)
-            sums[name] = sums.get(name, 0) + (x * x).sum(0)
-            counts[name] = counts.get(name, 0) + x.shape[0]
-        return pre
-
-    handles = [mod.register_forward_pre_hook(hook(mapping[n])) for n, mod in model.named_modules() if n in mapping]
-    try:
-        with torch.inference_mode():
-            for i in range(n_chunks):
-                ids = chunk_tokens(list(tokens), i, n_ctx, bos)
-                model(torch.tensor([ids]), use_cache=False)
-                if on_chunk:
-                    on_chunk(i + 1, n_chunks)
-    finally:
-        for h in handles:
-            h.remove()
-    data = {name: (sums[name] / counts[name]).numpy().astype(np.float32) for name in sums}
-    return Imatrix(data, n_chunks * n_ctx, n_chunks, n_ctx)
+    stats = collect(checkpoint, tokens, bos, names, statistic="sumsq", n_ctx=n_ctx, max_chunks=max_chunks,
+                    n_threads=n_threads, on_chunk=on_chunk, purpose="an importance matrix")
+    data = {name: v.numpy().astype(np.float32) for name, v in stats.data.items()}
+    return Imatrix(data, stats.tokens, stats.chunks, stats.n_ctx)
 
 
 def read_llama_imatrix(path: Path) -> dict[str, np.ndarray]:

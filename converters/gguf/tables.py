@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.core.family import Param, Variant
+from edge.core.family import Param, Variant, method_param
 
 # the calibration text llama.cpp's quantizer weighs its rounding with (converters.gguf.imatrix)
 IMATRIX = Param("imatrix", help="importance matrix from this calibration text: a dataset (pydoc, wiki, c4, code, "
@@ -21,7 +21,20 @@ TARGET_KLD = Param("target_kld", float, help="a mixed-precision recipe: the most
                    "measured KLD against the source is at most this (edge.recipes)")
 TARGET_TEXT = Param("target_text", default="wiki", help="the held-out text the target KLD is measured on", text=True)
 PROMOTE = Param("promote", choices=("q8_0", "q6_k", "q5_1", "q5_0", "f16"), default="q8_0", help="the type a recipe keeps a sensitive block at")
-CALIBRATED = (IMATRIX, IMATRIX_CHUNKS, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
+
+# how the weights' integers are chosen, one entry a line: (name, what it is)
+METHODS: tuple[tuple[str, str], ...] = (
+    ("rtn", "llama.cpp's own quantizer: per-block scales searched to minimise the rounding error, weighted by "
+            "the importance matrix when imatrix= is given"),
+)
+# what a team may ask for that this stack cannot do: (name, why)
+CANNOT: tuple[tuple[str, str], ...] = (
+    ("gptq", "llama.cpp has no GPTQ quantizer (its importance matrix, imatrix=, is its calibrated method)"),
+    ("awq",  "llama.cpp removed its AWQ support"),
+    ("fp8",  "llama.cpp has no FP8 tensor type"),
+)
+METHOD = method_param(METHODS, CANNOT, "rtn")
+CALIBRATED = (METHOD, IMATRIX, IMATRIX_CHUNKS, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
 # the ggml tensor types an override may name (llama.cpp's GGML_TYPE_* of the quantizer), one a line
 OVERRIDE_TYPES: tuple[str, ...] = (
     "f32", "f16", "bf16",

@@ -22,7 +22,7 @@ import numpy as np
 from converters.onnx.quant import (EMBEDDING_NODE, LM_HEAD_NODE, NodePlan, census, node_names, node_plan, parse_types,
                                    target_options)
 from converters.onnx.runtime import OgModel
-from converters.onnx.tables import ARCHITECTURES, UNTIE_WHEN
+from converters.onnx.tables import ARCHITECTURES, METHODS, UNTIE_WHEN
 from converters.onnx.weights import weights_per_token
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError, EdgeError, UnsupportedArchitectureError, VerificationError
@@ -52,6 +52,9 @@ def builder_options(req: FormatRequest, ckpt: Checkpoint, plan: NodePlan | None 
     block = req.params.get("block")
     if block:  # one of the declared block sizes (checked when the format was parsed)
         opts["block_size"] = block
+    method = req.params.get("method")
+    if method and method != "default":
+        opts["algo_config"] = method
     if ckpt.config.get("tie_word_embeddings") and ((plan and plan.untie) or any(k in opts for k in UNTIE_WHEN)):
         opts["shared_embeddings"] = "false"  # shared + mixed/asymmetric weights builds models that do not load
     if plan and plan.gather:
@@ -129,7 +132,11 @@ class OnnxConverter:
         over = plan.overrides if plan else []
         opts = builder_options(request, ctx.ckpt, plan)
         run_builder(ctx.ckpt, precision, opts, tmp, ctx.scratch, name, over)  # the scratch folder is the builder's cache
+        algo = opts.get("algo_config", "default")
+        method = {"name": algo.removesuffix("_mixed"), "what": dict(METHODS).get(algo.removesuffix("_mixed")),
+                  "builder_algo_config": algo}
         return {"precision": precision, "builder_options": opts, "execution_provider": "cpu",
+                **({"method": method} if request.info.quantized else {}),
                 **({"nodes": census(names, over, precision), "target_options": json.loads(target_options(over))}
                    if over else {})}
 

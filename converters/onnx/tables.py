@@ -7,7 +7,7 @@ demo model's perplexity from 26.1 to ~44 and is not offered.
 
 from __future__ import annotations
 
-from edge.core.family import Param, Variant
+from edge.core.family import Param, Variant, method_param
 
 
 BLOCK_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -21,7 +21,21 @@ TARGET_KLD = Param("target_kld", float, help="a mixed-precision recipe: the most
                    "measured KLD against the source is at most this (edge.recipes)")
 TARGET_TEXT = Param("target_text", default="wiki", help="the held-out text the target KLD is measured on", text=True)
 PROMOTE = Param("promote", choices=("int8", "float"), default="int8", help="what a recipe keeps a sensitive layer at")
-INT4 = (BLOCK, LM_HEAD, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
+
+# how the weights' integers are chosen (the builder's algo_config), one entry a line: (name, what it is)
+METHODS: tuple[tuple[str, str], ...] = (
+    ("default", "the builder's default: onnxruntime's MatMulNBits quantizer, round-to-nearest in blocks"),
+    ("rtn",     "the builder's rtn (onnxruntime's port of neural-compressor's RTN), which its docs call coarser than default"),
+    ("k_quant", "the builder's k_quant: each block's scale and minimum searched to minimise a weighted rounding error, after llama.cpp's k-quants"),
+)
+# what a team may ask for that this stack cannot do here: (name, why)
+CANNOT: tuple[tuple[str, str], ...] = (
+    ("awq",         "onnxruntime's AWQ (nvidia_awq) needs NVIDIA ModelOpt and CUDA"),
+    ("smoothquant", "SmoothQuant is for int8 activations (QDQ), which MatMulNBits weight-only models do not have"),
+    ("fp8",         "onnxruntime's FP8 GEMM is CUDA-only"),
+)
+METHOD = method_param(METHODS, CANNOT, "default")
+INT4 = (BLOCK, LM_HEAD, METHOD, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
 
 # recipe: the builder's --precision and --extra_options
 VARIANTS: tuple[Variant, ...] = (

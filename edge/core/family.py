@@ -116,6 +116,7 @@ class Param:
     choices_help: str = ""        # how the choices read in an error ("(bits)")
     text: bool = False            # a text: a dataset name (pydoc, wiki, ...) or a text file, loaded by the convert
                                   # driver into ``ConvertContext.texts`` (calibration text)
+    refused: tuple[tuple[str, str], ...] = ()  # values a user may ask for that the family cannot do: (value, why)
 
     def check(self, fmt: str, raw: str) -> None:
         """Refuse a value of the wrong type or outside the choices, in one line."""
@@ -133,14 +134,29 @@ class Param:
                 ok = False
             if not ok:
                 raise EdgeError(f"{fmt}: {self.name} must be a number above 0, e.g. 0.02, not {raw!r}")
+        why = dict(self.refused).get(raw.lower())
+        if why:
+            raise EdgeError(f"{fmt}: {self.name}={raw} is not available here: {why}; {self.name} may be "
+                            f"{', '.join(self.choices)}")
         if self.choices and raw not in self.choices:
+            import difflib
+
+            close = difflib.get_close_matches(raw, self.choices, n=1)
             raise EdgeError(f"{fmt}: {self.name} must be one of {', '.join(self.choices)}"
-                            f"{' ' + self.choices_help if self.choices_help else ''}, not {raw!r}")
+                            f"{' ' + self.choices_help if self.choices_help else ''}, not {raw!r}"
+                            f"{f' (did you mean {close[0]}?)' if close else ''}")
 
     def describe(self) -> str:
         values = "|".join(self.choices) if self.choices else ("<n>" if self.type in (int, float) else "<text>")
         default = f"; default {self.default}" if self.default else ""
         return f"{self.name}={values} ({self.help}{default})"
+
+
+def method_param(methods: tuple[tuple[str, str], ...], cannot: tuple[tuple[str, str], ...], default: str) -> Param:
+    """A family's ``method=``: how its weights' integers are chosen (``methods``: (name, what it is)), and what
+    its stack cannot do (``cannot``: (name, why), refused in one line); ``edge formats`` prints both."""
+    return Param("method", choices=tuple(m for m, _ in methods), default=default, refused=cannot,
+                 help="how the weights' integers are chosen: " + "; ".join(f"{m}: {d}" for m, d in methods))
 
 
 @dataclass(frozen=True)
