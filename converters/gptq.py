@@ -6,8 +6,10 @@ round-to-nearest on the same grid.
 The grid is a family's own: signed ``bits``-bit integers in groups of ``group`` input columns (0: one scale
 per row), with torchao's symmetric scale rule (``max |w| / ((qmax − qmin) / 2)``, what ExecuTorch's 8da4w
 and 8da8w weights use). A group's scale is chosen when GPTQ reaches its first column, from the weights as
-updated so far (the reference implementation's ``static_groups=False``). The result is the integer codes
-and scales, handed to the runtime's quantized tensor as they are: nothing re-rounds them.
+updated so far (the reference implementation's ``static_groups=False``), or, with ``act_order`` (columns
+taken in decreasing order of their Hessian diagonal), all of them first from the unchanged weights. The
+result is the integer codes and scales, handed to the runtime's quantized tensor as they are: nothing
+re-rounds them.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ class Quantized:
         return self.codes.to(torch.float32) * torch.repeat_interleave(self.scales, self.group, dim=1)
 
 
-def gptq(weight, hessian, grid: Grid, *, damp: float = DAMP, block: int = BLOCK) -> Quantized:
-    """Quantize ``weight`` [rows, cols] on ``grid`` with GPTQ against ``hessian`` [cols, cols]."""
+def gptq(weight, hessian, grid: Grid, *, damp: float = DAMP, block: int = BLOCK, act_order: bool = False) -> Quantized:
+    """Quantize ``weight`` [rows, cols] on ``grid`` with GPTQ against ``hessian`` [cols, cols].
+    ``act_order``: columns in decreasing order of their Hessian diagonal, every group's scale chosen first
+    from the unchanged weights (the reference implementation's ``static_groups``), so the grid is the same."""
     import torch
 
     w = weight.detach().to(torch.float64).clone()
@@ -79,13 +83,17 @@ def gptq(weight, hessian, grid: Grid, *, damp: float = DAMP, block: int = BLOCK)
     dead = torch.diag(h) == 0
     h[dead, dead] = 1
     w[:, dead] = 0
+    scales = torch.zeros(n_out, n_in // g, dtype=torch.float32)  # chosen and applied in float32, as torchao does
+    static = act_order or not grid.group
+    if static:
+        for j in range(n_in // g):
+            scales[:, j] = grid.scale(w[:, j * g:(j + 1) * g].to(torch.float32))
+    perm = torch.argsort(torch.diag(h), descending=True) if act_order else torch.arange(n_in)
+    w, h = w[:, perm], h[perm][:, perm]
     h += damp * torch.mean(torch.diag(h)) * torch.eye(n_in, dtype=h.dtype)
     hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     block = max(g, block // g * g) if grid.group else block
     codes = torch.zeros_like(w)
-    scales = torch.zeros(n_out, n_in // g, dtype=torch.float32)  # chosen and applied in float32, as torchao does
-    if not grid.group:
-        scales[:, 0] = grid.scale(w.to(torch.float32))
     for i1 in range(0, n_in, block):
         i2 = min(i1 + block, n_in)
         w1 = w[:, i1:i2].clone()
@@ -93,16 +101,18 @@ def gptq(weight, hessian, grid: Grid, *, damp: float = DAMP, block: int = BLOCK)
         hb = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = i1 + i
-            if grid.group and col % g == 0:
+            if not static and col % g == 0:
                 scales[:, col // g] = grid.scale(w1[:, i:i + g].to(torch.float32))
-            s = scales[:, col // g]
+            s = scales[:, int(perm[col]) // g]
             q = grid.codes(w1[:, i:i + 1].to(torch.float32), s)[:, 0]
             codes[:, col] = q
             e = (w1[:, i] - (q * s).to(torch.float64)) / hb[i, i]
             w1[:, i:] -= e.unsqueeze(1) @ hb[i, i:].unsqueeze(0)
             err[:, i] = e
         w[:, i2:] -= err @ hinv[i1:i2, i2:]
-    return Quantized(codes.to(torch.int8), scales, g)
+    out = torch.empty_like(codes)
+    out[:, perm] = codes
+    return Quantized(out.to(torch.int8), scales, g)
 
 
 def output_error(weight, approx, hessian) -> float:

@@ -22,21 +22,23 @@ def _correlated_layer(rows=64, cols=128, tokens=2048, seed=0):
     return w, (x.T @ x / tokens).to(torch.float64), x
 
 
-@pytest.mark.parametrize("bits, group", [(4, 32), (4, 128), (8, 0)])
-def test_gptq_output_error_is_below_round_to_nearest(bits, group):
+@pytest.mark.parametrize("bits, group, act_order", [(4, 32, False), (4, 32, True), (4, 128, False), (8, 0, True)])
+def test_gptq_output_error_is_below_round_to_nearest(bits, group, act_order):
     import torch
 
     from converters.gptq import Grid, gptq, rtn
 
     w, h, x = _correlated_layer()
     grid = Grid(bits, group)
-    g, r = gptq(w, h, grid), rtn(w, grid)
+    g, r = gptq(w, h, grid, act_order=act_order), rtn(w, grid)
     # the output error measured directly on the inputs, not through edge's own error formula
     err = {k: float(((x @ (w - q.dequantize()).T) ** 2).sum()) for k, q in (("gptq", g), ("rtn", r))}
     assert err["gptq"] < 0.7 * err["rtn"], err
     # on the grid: integers in range, one scale per group, and RTN's scales from the same rule
     assert int(g.codes.min()) >= grid.qmin and int(g.codes.max()) <= grid.qmax
     assert g.scales.shape == (w.shape[0], w.shape[1] // (group or w.shape[1]))
+    if act_order:  # scales from the unchanged weights: RTN's own
+        assert torch.equal(g.scales, r.scales)
     assert torch.allclose(r.scales[:, 0], w[:, : group or w.shape[1]].abs().amax(1) / ((grid.qmax - grid.qmin) / 2))
 
 

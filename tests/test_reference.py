@@ -93,9 +93,10 @@ def test_quality_pass_memory_is_bounded_for_a_128k_vocabulary(tmp_path):
 
 
 def _llama_kld(tool: str, gguf: str, base: str) -> dict[str, float]:
-    """llama-perplexity's summary; run again (up to 3 times) when its last lines were lost at exit
-    (llama.cpp#22142, which edge's native mode also retries)."""
-    for _ in range(3):
+    """llama-perplexity's summary; run again (up to 8 times: on a loaded 2-core machine 3 were seen to
+    fail in a row) when its last lines were lost at exit (llama.cpp#22142, which edge's native mode also
+    retries)."""
+    for _ in range(8):
         out = subprocess.run([tool, "-m", gguf, "--kl-divergence-base", base, "--kl-divergence", "-c", "512", "-b", "512",
                               "-t", "2"], capture_output=True, text=True, check=True)
         text = out.stdout + out.stderr
@@ -104,7 +105,7 @@ def _llama_kld(tool: str, gguf: str, base: str) -> dict[str, float]:
                  ("same_top", r"Same top p"))}
         if all(grab.values()):
             return {k: float(m.group(1)) for k, m in grab.items()}
-    raise AssertionError(f"llama-perplexity's summary was cut three times: {text[-500:]}")
+    raise AssertionError(f"llama-perplexity's summary was cut eight times: {text[-500:]}")
 
 
 def test_reference_in_llama_perplexity_s_format_gives_edge_s_figures(llama_tools, tiny_artifacts, tmp_path):

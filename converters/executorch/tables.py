@@ -72,7 +72,7 @@ CANNOT: tuple[tuple[str, str], ...] = (
 METHOD = method_param(METHODS, CANNOT, "hqq")
 CALIB = Param("calib", help="the calibration text of method=gptq: a dataset name (wiki, code, ...) or a text file; "
               "never the text you evaluate on", text=True)
-CALIB_TOKENS = Param("calib_tokens", int, default="16384", help="calibration tokens (chunks of 512)")
+CALIB_TOKENS = Param("calib_tokens", int, default="32768", help="calibration tokens (chunks of 512)")
 METHOD_PARAMS = (METHOD, CALIB, CALIB_TOKENS)
 UNGROUPED = (EMBEDDING, MAX_SEQ_LEN, LOGITS)
 GROUPED = (GROUP, EMBEDDING, MAX_SEQ_LEN, LOGITS, *METHOD_PARAMS, *RECIPE)
