@@ -151,16 +151,18 @@ def _matmulnbits_weights(folder) -> set[bytes]:
 
 def test_onnx_methods_change_the_graph_and_are_named(tiny, tmp_path):
     arts = {a.manifest.format: a for a in convert(
-        tiny("llama", "bpe"), "onnx:int4,onnx:int4?method=rtn,onnx:int4?method=k_quant", tmp_path)}
+        tiny("llama", "bpe"), "onnx:int4,onnx:int4?method=rtn,onnx:int4?method=k_quant,onnx:int4?method=hqq", tmp_path)}
     weights = {f: _matmulnbits_weights(a.path) for f, a in arts.items() if a.manifest.variant == "int4"}
-    assert all(weights.values()) and len({frozenset(w) for w in weights.values()}) == 3
-    assert [arts[f].manifest.details["method"]["name"] for f in ("onnx:int4", "onnx:int4?method=rtn", "onnx:int4?method=k_quant")] \
-        == ["default", "rtn", "k_quant"]
+    assert all(weights.values()) and len({frozenset(w) for w in weights.values()}) == 4
+    methods = ("default", "rtn", "k_quant", "hqq")
+    assert [arts[f"onnx:int4{f'?method={m}' if m != 'default' else ''}"].manifest.details["method"]["name"]
+            for m in methods] == list(methods)
 
 
 @pytest.mark.parametrize("fmt, message", [
     ("onnx:int4?method=awq", "NVIDIA ModelOpt and CUDA"),
     ("onnx:int4?method=kquant", r"did you mean k_quant\?"),
+    ("onnx:int4?method=hqq&lm_head=8", "method=hqq quantizes every MatMul alike"),
     ("gguf:q4_0?method=gptq", "llama.cpp has no GPTQ quantizer"),
     ("gguf:q4_0?method=awq", "removed its AWQ support"),
 ])

@@ -14,15 +14,17 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from converters.onnx import ortquant
 from converters.onnx.quant import (EMBEDDING_NODE, LM_HEAD_NODE, NodePlan, census, node_names, node_plan, parse_types,
                                    target_options)
 from converters.onnx.runtime import OgModel
-from converters.onnx.tables import ARCHITECTURES, METHODS, UNTIE_WHEN
+from converters.onnx.tables import ARCHITECTURES, METHODS, ORT_METHODS, UNTIE_WHEN
 from converters.onnx.weights import weights_per_token
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError, EdgeError, UnsupportedArchitectureError, VerificationError
@@ -39,6 +41,11 @@ REFERENCE = "fp32"
 
 def node_types(req: FormatRequest) -> list[tuple[str, str]]:
     """The request's per-node types (``types``, then ``lm_head``), checked."""
+    method = req.params.get("method")
+    mixed = [k for k in ("types", "lm_head", "target_kld") if req.params.get(k)]
+    if method in ORT_METHODS and mixed:
+        raise EdgeError(f"{req.name}: method={method} quantizes every MatMul alike (onnxruntime's quantizer, not the "
+                        f"builder's per-node options): drop {', '.join(mixed)}")
     types = parse_types(req.params.get("types"), req.name)
     if any(v == "int8" and re.search(p, EMBEDDING_NODE) for p, v in types):
         raise EdgeError(f"{req.name}: {EMBEDDING_NODE}: onnxruntime's quantized Gather takes 4-bit tables only (int4 or float)")
@@ -53,7 +60,7 @@ def builder_options(req: FormatRequest, ckpt: Checkpoint, plan: NodePlan | None 
     if block:  # one of the declared block sizes (checked when the format was parsed)
         opts["block_size"] = block
     method = req.params.get("method")
-    if method and method != "default":
+    if method and method != "default" and method not in ORT_METHODS:
         opts["algo_config"] = method
     if ckpt.config.get("tie_word_embeddings") and ((plan and plan.untie) or any(k in opts for k in UNTIE_WHEN)):
         opts["shared_embeddings"] = "false"  # shared + mixed/asymmetric weights builds models that do not load
@@ -131,6 +138,19 @@ class OnnxConverter:
         names, plan = plan_nodes(request, ctx.ckpt, reference.path if reference is not None else None)
         over = plan.overrides if plan else []
         opts = builder_options(request, ctx.ckpt, plan)
+        method = request.params.get("method")
+        if method in ORT_METHODS and reference is not None:
+            if over:
+                raise EdgeError(f"{request.name}: method={method} takes no per-node types (onnxruntime's quantizer "
+                                "quantizes every MatMul alike)")
+            t0 = time.perf_counter()
+            block = int(opts.get("block_size", 32))
+            ctx.progress.start(f"{name}: onnxruntime's {method.upper()} quantizer on {reference.path.name}")
+            ortquant.quantize(reference.path, tmp, method, block, name)
+            return {"precision": precision, "execution_provider": "cpu", "quantized_from": reference.path.name,
+                    "method": {"name": method, "what": dict(METHODS)[method], "block_size": block, "bits": 4,
+                               "accuracy_level": ortquant.ACCURACY_LEVEL, "seconds": round(time.perf_counter() - t0, 1),
+                               "quantizer": "onnxruntime.quantization.matmul_nbits_quantizer (HQQWeightOnlyQuantConfig)"}}
         run_builder(ctx.ckpt, precision, opts, tmp, ctx.scratch, name, over)  # the scratch folder is the builder's cache
         algo = opts.get("algo_config", "default")
         method = {"name": algo.removesuffix("_mixed"), "what": dict(METHODS).get(algo.removesuffix("_mixed")),

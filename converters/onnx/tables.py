@@ -27,7 +27,10 @@ METHODS: tuple[tuple[str, str], ...] = (
     ("default", "the builder's default: onnxruntime's MatMulNBits quantizer, round-to-nearest in blocks"),
     ("rtn",     "the builder's rtn (onnxruntime's port of neural-compressor's RTN), which its docs call coarser than default"),
     ("k_quant", "the builder's k_quant: each block's scale and minimum searched to minimise a weighted rounding error, after llama.cpp's k-quants"),
+    ("hqq",     "onnxruntime's HQQ quantizer on the fp32 graph (fitted scales and zero points, no calibration); the builder has none"),
 )
+# methods run by onnxruntime's quantizer on the fp32 folder instead of the builder (converters.onnx.ortquant)
+ORT_METHODS: tuple[str, ...] = ("hqq",)
 # what a team may ask for that this stack cannot do here: (name, why)
 CANNOT: tuple[tuple[str, str], ...] = (
     ("awq",         "onnxruntime's AWQ (nvidia_awq) needs NVIDIA ModelOpt and CUDA"),
