@@ -19,6 +19,7 @@ from edge.demo import DEMO_FORMATS, demo_checkpoint, run_demo
 from edge.device_table import device_rows, render_devices
 from edge.evaluate import EvalConfig, evaluate
 from edge.task_report import render_tasks, task_report
+from edge.calibration import calibration_report
 from edge.recommend import Constraints, Recommendation, constraints, recommend
 from edge.recommend import from_store as recommend_from_store
 from edge.recommend import RENDERERS as RECOMMENDATION_RENDERERS
@@ -33,6 +34,6 @@ def render_recommendation(recs: list[Recommendation], fmt: str = "table"):
 
 
 __all__ = ["SENSITIVITY_RENDERERS", "Sensitivity", "sensitivity", "Constraints", "Recommendation", "constraints", "recommend", "recommend_from_store", "render_recommendation",
-           "Artifact", "BenchConfig", "DEMO_FORMATS", "EdgeError", "EvalConfig", "evaluate", "render_tasks", "task_report", "FAMILIES", "FORMATS", "Manifest", "RENDERERS",
+           "Artifact", "BenchConfig", "DEMO_FORMATS", "EdgeError", "EvalConfig", "evaluate", "render_tasks", "task_report", "calibration_report", "FAMILIES", "FORMATS", "Manifest", "RENDERERS",
            "Result", "Store", "bench", "convert", "demo_checkpoint", "device_rows", "parse_formats", "render_devices",
            "report", "run_demo", "write_report"]

