@@ -55,6 +55,11 @@ def _main(argv: list[str] | None = None) -> None:
     q = MatMulNBitsQuantizer(model, block_size=args.block, is_symmetric=False, accuracy_level=ACCURACY_LEVEL,
                              algo_config=cfg)
     q.process()
+    for node in q.model.model.graph.node:  # the HQQ quantizer writes no accuracy level: set the builder's
+        if node.op_type == "MatMulNBits":
+            kept = [a for a in node.attribute if a.name != "accuracy_level"]
+            node.ClearField("attribute")
+            node.attribute.extend([*kept, onnx.helper.make_attribute("accuracy_level", ACCURACY_LEVEL)])
     args.out.mkdir(parents=True, exist_ok=True)
     for f in args.reference.iterdir():
         if f.is_file() and not f.name.startswith(MODEL):
