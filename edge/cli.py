@@ -220,7 +220,7 @@ def sensitivity(
     format: Annotated[str, typer.Option("--format", "-f", help="The quantized type to rank the layers for, e.g. gguf:q4_0, executorch:8da4w, onnx:int4 (its parameters kept: gguf:q4_k_m?imatrix=wiki).")] = "gguf:q4_0",
     text: Annotated[Optional[str], typer.Option("--text", help="Held-out text the KLD is measured on: pydoc (default), wiki, c4, code, ... or a text file. Not your calibration text.")] = None,
     chunks: Annotated[int, typer.Option("--chunks", min=1, help="Chunks of 512 tokens of the text per measurement.")] = 4,
-    by: Annotated[ReportBy, typer.Option("--by", case_sensitive=False, help="layer (a block at a time, plus embedding and output) or tensor (each q, k, v, o, gate, up, down).")] = "layer",
+    by: Annotated[str, typer.Option("--by", help="layer (a block at a time, plus embedding and output) or tensor (each q, k, v, o, gate, up, down).")] = "layer",
     threads: ThreadsOpt = None,
     output_format: Annotated[str, typer.Option("--output-format", help="table, md, json or html (a page with the ranking plotted).")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,

@@ -47,3 +47,14 @@ def test_calibration_table_from_bench_rows(tiny, tmp_path):
     assert all(r["format"] == "gguf:q4_0" and r["kld_mean"] > 0 for r in recs)
     md = calibration_report(store.results(), "md")
     assert "(own text)" in md and "| none |" in md
+
+
+def test_report_by_calibration_on_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    res = CliRunner().invoke(app, ["report", "--by", "calibration", "--store", str(tmp_path / "s.sqlite")])
+    assert res.exit_code != 0 and "no calibrated format in the store" in res.output
+    res = CliRunner().invoke(app, ["report", "--by", "nonsense", "--store", str(tmp_path / "s.sqlite")])
+    assert res.exit_code == 2 and "calibration" in res.output
