@@ -11,7 +11,6 @@ baseline each row is compared with.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from edge.core.errors import EdgeError
 from edge.core.formats import parse_format
 from edge.core.registry import Registry
+from edge.report import tabular_renderers
 from edge.store import Result
 
 CALIBRATION_PARAMS = ("imatrix", "calib")   # the format parameters that name a calibration text
@@ -123,21 +123,8 @@ def _records(tables: list[CalibrationTable]) -> list[dict[str, Any]]:
             for t in tables for c, row in t.rows.items() for x, r in row.items()]
 
 
-def render_csv(tables: list[CalibrationTable]) -> str:
-    from edge.report import csv_text
-
-    return csv_text(_records(tables))
-
-
-def render_json(tables: list[CalibrationTable]) -> str:
-    return json.dumps(_records(tables), indent=2) + "\n"
-
-
-RENDERERS: Registry[Callable[[list[CalibrationTable]], Any]] = Registry("calibration table format")
-RENDERERS.register("table", render_table)
-RENDERERS.register("md", render_markdown)
-RENDERERS.register("csv", render_csv)
-RENDERERS.register("json", render_json)
+RENDERERS: Registry[Callable[[list[CalibrationTable]], Any]] = tabular_renderers(
+    "calibration table format", render_table, render_markdown, _records)
 
 
 def calibration_report(results: list[Result], fmt: str = "table") -> Any:

@@ -305,6 +305,17 @@ def csv_text(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def tabular_renderers(label: str, table: Callable[[Any], Any], markdown: Callable[[Any], str],
+                      records: Callable[[Any], list[dict[str, Any]]]) -> Registry[Callable[[Any], Any]]:
+    """A report's renderers (table, md, csv, json) where CSV and JSON are its ``records`` as they are."""
+    reg: Registry[Callable[[Any], Any]] = Registry(label)
+    reg.register("table", table)
+    reg.register("md", markdown)
+    reg.register("csv", lambda rows: csv_text(records(rows)))
+    reg.register("json", lambda rows: json.dumps(records(rows), indent=2) + "\n")
+    return reg
+
+
 def render_csv(matrices: list[Matrix], recs: list[Any] | None = None) -> str:
     return csv_text([rec for m in matrices for rec in _records(m)])
 

@@ -5,14 +5,13 @@ different items (another --limit/--seed, another tokenizer) sit in separate tabl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from edge.core.errors import EdgeError
 from edge.core.registry import Registry
-from edge.report import csv_text
+from edge.report import tabular_renderers
 from edge.store import TaskResult
 
 
@@ -111,19 +110,8 @@ def records(rows: list[TaskResult]) -> list[dict[str, Any]]:
             for _, group in groups(rows) for r in group]
 
 
-def render_csv(rows: list[TaskResult]) -> str:
-    return csv_text(records(rows))
-
-
-def render_json(rows: list[TaskResult]) -> str:
-    return json.dumps(records(rows), indent=2) + "\n"
-
-
-TASK_RENDERERS: Registry[Callable[[list[TaskResult]], Any]] = Registry("report format")
-TASK_RENDERERS.register("table", render_table)
-TASK_RENDERERS.register("md", render_markdown)
-TASK_RENDERERS.register("csv", render_csv)
-TASK_RENDERERS.register("json", render_json)
+TASK_RENDERERS: Registry[Callable[[list[TaskResult]], Any]] = tabular_renderers("report format", render_table,
+                                                                                 render_markdown, records)
 
 
 def task_report(rows: list[TaskResult], fmt: str = "table") -> Any:

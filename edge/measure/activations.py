@@ -68,7 +68,8 @@ def collect(checkpoint: Path, tokens: list[int] | Any, bos: int | None, names: C
             if statistic == "gram" and key in seen and seen[key][1].shape == x.shape:
                 shared[name] = seen[key][0]
                 return
-            seen[key] = (name, x)
+            if statistic == "gram":  # only a Gram matrix is shared between linears fed one tensor
+                seen[key] = (name, x)
             x = x.reshape(-1, x.shape[-1]).to(torch.float64)
             part = (x * x).sum(0) if statistic == "sumsq" else x.T @ x
             sums[name] = sums[name] + part if name in sums else part
