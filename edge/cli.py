@@ -76,8 +76,8 @@ def formats() -> None:
         line += f"; {fam.notes}" if fam.notes else ""
         line += f"; parameters: {', '.join(p.describe() for p in params.values() if p.name != 'method')}" if params else ""
         out.print(line, highlight=False)
-        if "method" in params:  # one line: what the family can do, and what its stack cannot
-            m = params["method"]
+        if "method" in params:  # one line: what the family can do (its widest choice), and what its stack cannot
+            m = max((p for v in fam.variants for p in v.params if p.name == "method"), key=lambda p: len(p.choices))
             out.print(f"{fam.name} methods (method=, default {m.default}): {m.help.partition(': ')[2]}"
                       + (f"; cannot: {'; '.join(f'{k}: {why}' for k, why in m.refused)}" if m.refused else ""),
                       highlight=False)

@@ -16,7 +16,7 @@ from converters.executorch.program import weights_per_token
 from converters.executorch.quant import FLOAT, LinearQuant, census, embedding_bits, linear_plan, linear_shapes, parse_types
 from converters.executorch.recipe import EtOptions, check_supported, export_pte, linear_in_features
 from converters.executorch.methods import CALIB_CTX, gptq_weights
-from converters.executorch.tables import AUTO_GROUPS, CALIB_TOKENS, METHOD, METHODS, OUTPUT
+from converters.executorch.tables import AUTO_GROUPS, CALIB_TOKENS, LR, METHOD, METHODS, OUTPUT, STEPS
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError, EdgeError
 from edge.core.family import Checked, ConvertContext, Description
@@ -27,6 +27,7 @@ from edge.core.manifest import Artifact
 from edge.measure.verify import THRESHOLDS, compare, require
 
 REFERENCE = "fp32"
+CALIBRATED = ("gptq", "qat")   # the methods that take calibration text
 DEFAULT_MAX_SEQ_LEN = 2048
 
 
@@ -67,13 +68,23 @@ def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] =
         raise EdgeError(f"{req.name}: max_seq_len must be at least 2")
     logits = req.params.get("logits") or "last"
     method = req.params.get("method") or METHOD.default
-    if method == "gptq" and not req.params.get("calib"):
-        raise EdgeError(f"{req.name}: method=gptq needs calibration text: calib=wiki (a dataset name) or "
+    if method in CALIBRATED and not req.params.get("calib"):
+        raise EdgeError(f"{req.name}: method={method} needs calibration text: calib=wiki (a dataset name) or "
                         "calib=./ours.txt (not the text you will evaluate on)")
-    if req.params.get("calib") and method != "gptq":
-        raise EdgeError(f"{req.name}: calib= is calibration text for method=gptq; method={method} takes none")
+    if req.params.get("calib") and method not in CALIBRATED:
+        raise EdgeError(f"{req.name}: calib= is calibration text for method=gptq or qat; method={method} takes none")
     if _int_param(req, "calib_tokens") is not None and _int_param(req, "calib_tokens") < CALIB_CTX:
         raise EdgeError(f"{req.name}: calib_tokens must be at least {CALIB_CTX} (one chunk)")
+    extra = [k for k in ("steps", "lr") if req.params.get(k)]
+    if extra and method != "qat":
+        raise EdgeError(f"{req.name}: {extra[0]}= belongs to method=qat")
+    if method == "qat":
+        if req.params.get("target_kld"):
+            raise EdgeError(f"{req.name}: target_kld= cannot go with method=qat (the search measures untrained proxies)")
+        if _int_param(req, "steps") is not None and _int_param(req, "steps") < 1:
+            raise EdgeError(f"{req.name}: steps must be at least 1")
+        if req.params.get("lr") and float(req.params["lr"]) <= 0:
+            raise EdgeError(f"{req.name}: lr must be positive")
     return EtOptions(qmode=recipe["qmode"], group_size=group, embedding_bits=emb_bits,
                      max_seq_len=max_seq, full_logits=logits == "all", linear_plan=plan, method=method)
 
@@ -156,7 +167,15 @@ class EtConverter:
             ctx.progress.note(f"{name}: GPTQ {method['seconds']:.0f} s, output error below round-to-nearest's on "
                               f"{method['output_error_vs_rtn']['below_rtn']} of {method['output_error_vs_rtn']['linears']} "
                               f"linears (median ratio {method['output_error_vs_rtn']['median_ratio']})")
-        profile = export_pte(ctx.ckpt, opts, tmp, _metadata(ctx.ckpt), progress=ctx.progress, label=name)
+        source, copy = ctx.ckpt, None
+        if opts.method == "qat":
+            copy, method = self._qat(ctx, request, opts)
+            source, opts = Checkpoint.open(copy), replace(opts, method="affine")
+        try:
+            profile = export_pte(source, opts, tmp, _metadata(ctx.ckpt), progress=ctx.progress, label=name)
+        finally:
+            if copy is not None:
+                shutil.rmtree(copy.parent, ignore_errors=True)
         ctx.progress.note(f"{name}: export {profile.total_s:.0f} s "
                           f"({', '.join(f'{k} {v:.0f} s' for k, v in profile.seconds.items() if v >= 1)})")
         tok_path, tok_sha = ctx.state["tokenizer"]
@@ -170,6 +189,20 @@ class EtConverter:
             "delegation": profile.delegation, "export_seconds": {k: round(v, 2) for k, v in profile.seconds.items()},
             "export_peak_rss_bytes": profile.peak_rss_bytes, "export_peak_rss_per_export": profile.peak_is_per_export,
         }
+
+    def _qat(self, ctx: ConvertContext, request: FormatRequest, opts: EtOptions) -> tuple[Path, dict[str, Any]]:
+        """The fine-tuned copy (a checkpoint folder in the scratch folder) and its method record."""
+        from converters.executorch import qat
+        from converters.qat import Settings
+
+        settings = Settings(steps=_int_param(request, "steps") or int(STEPS.default),
+                            lr=float(request.params.get("lr") or LR.default),
+                            calib_tokens=_int_param(request, "calib_tokens") or int(CALIB_TOKENS.default))
+        folder, method = qat.train(ctx.ckpt, opts.linear_plan, opts.embedding_bits, ctx.texts[request.params["calib"]],
+                                   settings, ctx.scratch, threads=ctx.n_threads, progress=ctx.progress)
+        ctx.progress.note(f"{request.name}: QAT {method['steps']} steps in {method['train_seconds']:.0f} s, "
+                          f"KL {method['loss_first_steps']:.4f} → {method['loss_last_steps']:.4f}")
+        return folder, {"what": dict(METHODS)["qat"], **method}
 
     def verify(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, *, strict: bool) -> Checked:
         """Every program is loaded by ExecuTorch's runtime and compared with transformers; only the

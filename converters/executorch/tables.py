@@ -8,6 +8,7 @@ with a KV cache and lowers to XNNPACK. RoPE stays in Hugging Face's rotate-half 
 
 from __future__ import annotations
 
+from converters.qat import LR, STEPS
 from edge.core.family import Param, Variant, method_param
 
 # (Hugging Face name, ExecuTorch name); "{}" is the layer index
@@ -62,6 +63,8 @@ METHODS: tuple[tuple[str, str], ...] = (
     ("hqq",    "HQQ scale-only: each group's scale fitted to its weights, no calibration (export_llm's use_hqq default)"),
     ("affine", "round-to-nearest, scale max |w| / ((qmax - qmin) / 2), no calibration"),
     ("gptq",   "GPTQ on that same grid from calibration text (calib=), edge's own: torchao's asserts CUDA"),
+    ("qat",    "quantization-aware training: a copy fine-tuned on calibration text (calib=) with torchao's QATConfig "
+               "on the affine grid, the source model's log-probs as the target, then written as affine"),
 )
 # what a team may ask for that this stack cannot do: (name, why)
 CANNOT: tuple[tuple[str, str], ...] = (
@@ -70,10 +73,10 @@ CANNOT: tuple[tuple[str, str], ...] = (
     ("fp8",         "no FP8 weight kernels on CPU (torchao's float8 targets CUDA, XNNPACK has none)"),
 )
 METHOD = method_param(METHODS, CANNOT, "hqq")
-CALIB = Param("calib", help="the calibration text of method=gptq: a dataset name (wiki, code, ...) or a text file; "
+CALIB = Param("calib", help="the calibration text of method=gptq and method=qat: a dataset name (wiki, code, ...) or a text file; "
               "never the text you evaluate on", text=True)
 CALIB_TOKENS = Param("calib_tokens", int, default="32768", help="calibration tokens (chunks of 512)")
-METHOD_PARAMS = (METHOD, CALIB, CALIB_TOKENS)
+METHOD_PARAMS = (METHOD, CALIB, CALIB_TOKENS, STEPS, LR)
 UNGROUPED = (EMBEDDING, MAX_SEQ_LEN, LOGITS)
 GROUPED = (GROUP, EMBEDDING, MAX_SEQ_LEN, LOGITS, *METHOD_PARAMS, *RECIPE)
 INT4 = (GROUP, OUTPUT, EMBEDDING, MAX_SEQ_LEN, LOGITS, *METHOD_PARAMS, *RECIPE)

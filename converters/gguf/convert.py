@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from converters.gguf.facts import gguf_facts
 from converters.gguf.quantize import parse_types, quantize
 from converters.gguf.runtime import LlamaModel
-from converters.gguf.tables import DEFAULT_REFERENCE, IMATRIX_CHUNKS, NEEDS_IMATRIX, METHODS, REFERENCE_PRECEDENCE
+from converters.gguf.tables import (CALIB_TOKENS, DEFAULT_REFERENCE, IMATRIX_CHUNKS, LR, METHODS, NEEDS_IMATRIX,
+                                   REFERENCE_PRECEDENCE, STEPS)
 from converters.gguf.writer import arch_spec, write_gguf
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError
@@ -41,6 +43,28 @@ def _calibration_label(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec).stem if ("/" in spec or "." in spec) else spec)
 
 
+def check_qat(r: FormatRequest) -> None:
+    """method=qat's parameters, each refusal one line: calibration text needed, no importance matrix or
+    recipe search beside it (the quantizer would then choose other integers than the rule the copy
+    learned); calib=, steps= and lr= belong to it alone."""
+    if r.params.get("method") != "qat":
+        extra = [k for k in ("calib", "calib_tokens", "steps", "lr") if r.params.get(k)]
+        if extra:
+            raise ConversionError(f"{r.name}: {extra[0]}= belongs to method=qat (an importance matrix takes imatrix=)")
+        return
+    if not r.params.get("calib"):
+        raise ConversionError(f"{r.name}: method=qat needs calibration text: calib=wiki (a dataset name) or "
+                              "calib=./ours.txt (not the text you will evaluate on)")
+    for k in ("imatrix", "target_kld"):
+        if r.params.get(k):
+            raise ConversionError(f"{r.name}: {k}= cannot go with method=qat (llama.cpp would then choose other "
+                                  "integers than the block rule the copy learned)")
+    if int(r.params.get("steps") or STEPS.default) < 1:
+        raise ConversionError(f"{r.name}: steps must be at least 1")
+    if int(r.params.get("calib_tokens") or CALIB_TOKENS.default) < 512:
+        raise ConversionError(f"{r.name}: calib_tokens must be at least 512 (one chunk)")
+
+
 class GgufConverter:
     def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
         arch_spec(ckpt.architecture)
@@ -53,6 +77,8 @@ class GgufConverter:
             chunks = r.params.get("imatrix_chunks")
             if chunks and int(chunks) < 1:
                 raise ConversionError(f"{r.name}: imatrix_chunks must be at least 1")
+            if r.info.quantized:
+                check_qat(r)
 
     def reference_for(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> tuple[FormatRequest, bool]:
         """The most precise unquantized type asked for is written first (f16 when none is)."""
@@ -67,6 +93,8 @@ class GgufConverter:
         calib = f"-imatrix-{_calibration_label(spec)}" if spec else ""
         if spec and request.params.get("imatrix_chunks"):
             calib += f"{request.params['imatrix_chunks']}"
+        if request.params.get("method") == "qat":
+            calib += f"-qat-{_calibration_label(request.params['calib'])}-{request.params.get('steps') or STEPS.default}"
         if request.params.get("target_kld"):
             calib += f"-kld{request.params['target_kld']}"
         elif request.params.get("types"):  # named by a digest: the manifest's params hold the overrides
@@ -100,8 +128,11 @@ class GgufConverter:
             im, calibration = None, None
             if request.params.get("imatrix"):
                 im, calibration = self._imatrix(ctx, request.params["imatrix"], int(request.params.get("imatrix_chunks") or IMATRIX_CHUNKS.default))
-            ctx.progress.start(f"quantizing {name}")
             types = parse_types(request.params.get("types") or "", request.name)
+            if request.params.get("method") == "qat":
+                method = self._qat(ctx, request, reference.path, tmp, types)
+                return {**ctx.state["writer"], "method": method, "calibration": method["calibration"]}
+            ctx.progress.start(f"quantizing {name}")
             quantize(reference.path, tmp, request.info.variant, n_threads=ctx.n_threads or os.cpu_count() or 1,
                      imatrix=im, types=types)
             method = {"name": "rtn", "what": dict(METHODS)["rtn"], "imatrix": bool(im)}
@@ -111,6 +142,34 @@ class GgufConverter:
                           on_tensor=lambda i, n, t: ctx.progress.update(i, description=f"writing {name}: {t}"))
         ctx.state.setdefault("writer", info)
         return dict(ctx.state["writer"])
+
+    def _qat(self, ctx: ConvertContext, request: FormatRequest, reference: Path, tmp: Path,
+             types: list[tuple[str, str]]) -> dict[str, Any]:
+        """Fine-tune a copy with llama.cpp's block rules fake-quantized, write it as an f32 GGUF beside the
+        scratch copy, quantize that with the same type and overrides; the copy is removed after."""
+        from converters.gguf import qat
+        from converters.qat import Settings
+
+        settings = Settings(steps=int(request.params.get("steps") or STEPS.default),
+                            lr=float(request.params.get("lr") or LR.default),
+                            calib_tokens=int(request.params.get("calib_tokens") or CALIB_TOKENS.default))
+        folder, rules, method = qat.train(ctx.ckpt, reference, request.info.variant, types, ctx.texts[request.params["calib"]],
+                                          settings, ctx.scratch, threads=ctx.n_threads, progress=ctx.progress)
+        try:
+            copy = Checkpoint.open(folder)
+            f32 = folder.parent / "qat-f32.gguf"
+            ctx.progress.start("QAT: writing the fine-tuned copy as f32", total=len(copy.tensor_names()))
+            write_gguf(copy, f32, "f32", name=ctx.ckpt.name, on_tensor=lambda i, n, t: ctx.progress.update(i))
+            ctx.progress.start(f"QAT: quantizing the fine-tuned copy to {request.info.variant}")
+            quantize(f32, tmp, request.info.variant, n_threads=ctx.n_threads or os.cpu_count() or 1, types=types or None)
+            method["grid_check"] = qat.grid_check(tmp, copy, rules)
+        finally:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+        ctx.progress.note(f"{final_name(tmp)}: QAT {method['steps']} steps in {method['train_seconds']:.0f} s, "
+                          f"KL {method['loss_first_steps']:.4f} → {method['loss_last_steps']:.4f}; "
+                          f"{method['grid_check']['weights_differing']} of {method['grid_check']['weights']} weights "
+                          "off llama.cpp's re-quantization")
+        return {"what": dict(METHODS)["qat"], **method}
 
     def verify(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, *, strict: bool) -> Checked:
         if not strict:  # the reference is checked against transformers; every other type is measured by `edge bench`

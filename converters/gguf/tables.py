@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from converters.qat import LR, STEPS
 from edge.core.family import Param, Variant, method_param
 
 # the calibration text llama.cpp's quantizer weighs its rounding with (converters.gguf.imatrix)
@@ -26,7 +27,11 @@ PROMOTE = Param("promote", choices=("q8_0", "q6_k", "q5_1", "q5_0", "f16"), defa
 METHODS: tuple[tuple[str, str], ...] = (
     ("rtn", "llama.cpp's own quantizer: per-block scales searched to minimise the rounding error, weighted by "
             "the importance matrix when imatrix= is given"),
+    ("qat", "quantization-aware training: a copy fine-tuned on calibration text (calib=) with its weights "
+            "fake-quantized by llama.cpp's own Q4_0 / Q8_0 block rules, the source model's log-probs as the target; "
+            "q4_0 and q8_0 only"),
 )
+QAT_VARIANTS = ("q4_0", "q8_0")   # the types whose block weights all get a mirrored rule (converters.gguf.qat)
 # what a team may ask for that this stack cannot do: (name, why)
 CANNOT: tuple[tuple[str, str], ...] = (
     ("gptq", "llama.cpp has no GPTQ quantizer (its importance matrix, imatrix=, is its calibrated method)"),
@@ -34,7 +39,14 @@ CANNOT: tuple[tuple[str, str], ...] = (
     ("fp8",  "llama.cpp has no FP8 tensor type"),
 )
 METHOD = method_param(METHODS, CANNOT, "rtn")
-CALIBRATED = (METHOD, IMATRIX, IMATRIX_CHUNKS, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
+# the other quantized types: round-to-nearest only
+METHOD_RTN = method_param(METHODS[:1], (*CANNOT, ("qat", "QAT mirrors llama.cpp's Q4_0 and Q8_0 block rules only: "
+                                                  "use gguf:q4_0 or gguf:q8_0")), "rtn")
+CALIB = Param("calib", help="method=qat: the text the copy is fine-tuned on, a dataset name (wiki, code, ...) or a "
+              "text file; never the text you evaluate on", text=True)
+CALIB_TOKENS = Param("calib_tokens", int, default="32768", help="method=qat: calibration tokens (chunks of 512)")
+CALIBRATED = (METHOD_RTN, IMATRIX, IMATRIX_CHUNKS, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
+WITH_QAT = (METHOD, *CALIBRATED[1:], CALIB, CALIB_TOKENS, STEPS, LR)
 # the ggml tensor types an override may name (llama.cpp's GGML_TYPE_* of the quantizer), one a line
 OVERRIDE_TYPES: tuple[str, ...] = (
     "f32", "f16", "bf16",
@@ -75,9 +87,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("iq1_m",     1.75, True , "1-bit i-quant mix; needs ?imatrix="        , recipe={"ftype": "MOSTLY_IQ1_M"}),
     Variant("iq1_s",     1.56, True , "1-bit i-quant; needs ?imatrix="            , recipe={"ftype": "MOSTLY_IQ1_S"}),
 )
-# every quantized type takes a calibration text
-VARIANTS = tuple(Variant(v.name, v.nominal_bpw, v.quantized, v.description, CALIBRATED if v.quantized else v.params,
-                         v.recipe) for v in VARIANTS)
+# every quantized type takes a calibration text; q4_0 and q8_0 also QAT's
+VARIANTS = tuple(Variant(v.name, v.nominal_bpw, v.quantized, v.description,
+                         (WITH_QAT if v.name in QAT_VARIANTS else CALIBRATED) if v.quantized else v.params, v.recipe)
+                 for v in VARIANTS)
 
 # Reference precedence: the most precise unquantized type a conversion writes is the one verified
 # against transformers, quantized from, and used as the KL-divergence baseline by `edge bench`.

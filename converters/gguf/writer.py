@@ -132,6 +132,12 @@ def _plan(ckpt: Checkpoint, hp: Hparams, spec: ArchSpec, outtype: str,
     return plan
 
 
+def gguf_names(ckpt: Checkpoint) -> dict[str, str]:
+    """Each checkpoint tensor the writer writes → its GGUF name (a tied output layer has none)."""
+    return {p.hf_name: p.gguf_name for p in _plan(ckpt, ckpt.hparams, arch_spec(ckpt.architecture), "f32", [])
+            if p.hf_name is not None}
+
+
 def _tensor_data(ckpt: Checkpoint, item: _Planned, hp: Hparams, spec: ArchSpec) -> np.ndarray:
     if item.data is not None:
         return item.data
