@@ -37,6 +37,12 @@ class Settings:
     ctx: int = CTX
 
 
+def settings_of(params: dict[str, str], calib_tokens_default: str) -> Settings:
+    """A request's QAT settings from its parameters (checked when the format was parsed)."""
+    return Settings(steps=int(params.get("steps") or STEPS.default), lr=float(params.get("lr") or LR.default),
+                    calib_tokens=int(params.get("calib_tokens") or calib_tokens_default))
+
+
 def chunks_of(tokens, bos: int | None, settings: Settings) -> list[list[int]]:
     """The calibration text as training chunks of ``settings.ctx`` tokens (BOS first), at most
     ``calib_tokens`` tokens in all; refused in one line when the text is shorter than one chunk."""

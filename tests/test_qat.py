@@ -152,3 +152,13 @@ def test_interrupted_qat_leaves_nothing(tiny, tmp_path, calib):
         convert(ck, f"gguf:q4_0?method=qat&calib={calib}&calib_tokens=2048&steps=20", out, progress=CtrlC())
     assert not [p.name for p in out.rglob("*qat*")]
     assert Checkpoint.open(ck).content_hash() == before
+
+
+def test_quantized_after_a_kept_reference(tiny, tmp_path):
+    """A second conversion into the same folder keeps the earlier float reference and still records the
+    writer's facts (architecture, tokenizer) in the quantized manifest."""
+    ck = tiny("llama", "bpe")
+    convert(ck, "gguf:q8_0", tmp_path)
+    (art,) = convert(ck, "gguf:q4_0", tmp_path)
+    assert art.manifest.details["architecture"] == "LlamaForCausalLM" and art.manifest.details["method"]["name"] == "rtn"
+    assert "tensor_types" in art.manifest.details

@@ -16,7 +16,7 @@ from converters.executorch.program import weights_per_token
 from converters.executorch.quant import FLOAT, LinearQuant, census, embedding_bits, linear_plan, linear_shapes, parse_types
 from converters.executorch.recipe import EtOptions, check_supported, export_pte, linear_in_features
 from converters.executorch.methods import CALIB_CTX, gptq_weights
-from converters.executorch.tables import AUTO_GROUPS, CALIB_TOKENS, LR, METHOD, METHODS, OUTPUT, STEPS
+from converters.executorch.tables import AUTO_GROUPS, CALIB_TOKENS, METHOD, METHODS, OUTPUT
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError, EdgeError
 from edge.core.family import Checked, ConvertContext, Description
@@ -83,8 +83,6 @@ def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] =
             raise EdgeError(f"{req.name}: target_kld= cannot go with method=qat (the search measures untrained proxies)")
         if _int_param(req, "steps") is not None and _int_param(req, "steps") < 1:
             raise EdgeError(f"{req.name}: steps must be at least 1")
-        if req.params.get("lr") and float(req.params["lr"]) <= 0:
-            raise EdgeError(f"{req.name}: lr must be positive")
     return EtOptions(qmode=recipe["qmode"], group_size=group, embedding_bits=emb_bits,
                      max_seq_len=max_seq, full_logits=logits == "all", linear_plan=plan, method=method)
 
@@ -193,11 +191,9 @@ class EtConverter:
     def _qat(self, ctx: ConvertContext, request: FormatRequest, opts: EtOptions) -> tuple[Path, dict[str, Any]]:
         """The fine-tuned copy (a checkpoint folder in the scratch folder) and its method record."""
         from converters.executorch import qat
-        from converters.qat import Settings
+        from converters.qat import settings_of
 
-        settings = Settings(steps=_int_param(request, "steps") or int(STEPS.default),
-                            lr=float(request.params.get("lr") or LR.default),
-                            calib_tokens=_int_param(request, "calib_tokens") or int(CALIB_TOKENS.default))
+        settings = settings_of(request.params, CALIB_TOKENS.default)
         folder, method = qat.train(ctx.ckpt, opts.linear_plan, opts.embedding_bits, ctx.texts[request.params["calib"]],
                                    settings, ctx.scratch, threads=ctx.n_threads, progress=ctx.progress)
         ctx.progress.note(f"{request.name}: QAT {method['steps']} steps in {method['train_seconds']:.0f} s, "

@@ -13,7 +13,7 @@ from typing import Any
 from converters.gguf.facts import gguf_facts
 from converters.gguf.quantize import parse_types, quantize
 from converters.gguf.runtime import LlamaModel
-from converters.gguf.tables import (CALIB_TOKENS, DEFAULT_REFERENCE, IMATRIX_CHUNKS, LR, METHODS, NEEDS_IMATRIX,
+from converters.gguf.tables import (CALIB_TOKENS, DEFAULT_REFERENCE, IMATRIX_CHUNKS, METHODS, NEEDS_IMATRIX,
                                    REFERENCE_PRECEDENCE, STEPS)
 from converters.gguf.writer import arch_spec, write_gguf
 from edge.core.checkpoint import Checkpoint
@@ -63,6 +63,15 @@ def check_qat(r: FormatRequest) -> None:
         raise ConversionError(f"{r.name}: steps must be at least 1")
     if int(r.params.get("calib_tokens") or CALIB_TOKENS.default) < 512:
         raise ConversionError(f"{r.name}: calib_tokens must be at least 512 (one chunk)")
+
+
+def _writer_facts(ctx: ConvertContext, reference: Artifact) -> dict[str, Any]:
+    """What the writer recorded about the reference (architecture, tokenizer): from this run, or from the
+    manifest of a reference an earlier run wrote and this one kept."""
+    if "writer" not in ctx.state:
+        described = ("tensor_types", "file_type")   # what ``describe`` adds for every file
+        ctx.state["writer"] = {k: v for k, v in reference.manifest.details.items() if k not in described}
+    return dict(ctx.state["writer"])
 
 
 class GgufConverter:
@@ -131,12 +140,12 @@ class GgufConverter:
             types = parse_types(request.params.get("types") or "", request.name)
             if request.params.get("method") == "qat":
                 method = self._qat(ctx, request, reference.path, tmp, types)
-                return {**ctx.state["writer"], "method": method, "calibration": method["calibration"]}
+                return {**_writer_facts(ctx, reference), "method": method, "calibration": method["calibration"]}
             ctx.progress.start(f"quantizing {name}")
             quantize(reference.path, tmp, request.info.variant, n_threads=ctx.n_threads or os.cpu_count() or 1,
                      imatrix=im, types=types)
             method = {"name": "rtn", "what": dict(METHODS)["rtn"], "imatrix": bool(im)}
-            return {**ctx.state["writer"], "method": method, **({"calibration": calibration} if calibration else {})}
+            return {**_writer_facts(ctx, reference), "method": method, **({"calibration": calibration} if calibration else {})}
         ctx.progress.start(f"writing {name}", total=len(ctx.ckpt.tensor_names()))
         info = write_gguf(ctx.ckpt, tmp, request.info.variant, name=ctx.ckpt.name,
                           on_tensor=lambda i, n, t: ctx.progress.update(i, description=f"writing {name}: {t}"))
@@ -148,11 +157,9 @@ class GgufConverter:
         """Fine-tune a copy with llama.cpp's block rules fake-quantized, write it as an f32 GGUF beside the
         scratch copy, quantize that with the same type and overrides; the copy is removed after."""
         from converters.gguf import qat
-        from converters.qat import Settings
+        from converters.qat import settings_of
 
-        settings = Settings(steps=int(request.params.get("steps") or STEPS.default),
-                            lr=float(request.params.get("lr") or LR.default),
-                            calib_tokens=int(request.params.get("calib_tokens") or CALIB_TOKENS.default))
+        settings = settings_of(request.params, CALIB_TOKENS.default)
         folder, rules, method = qat.train(ctx.ckpt, reference, request.info.variant, types, ctx.texts[request.params["calib"]],
                                           settings, ctx.scratch, threads=ctx.n_threads, progress=ctx.progress)
         try:
