@@ -130,6 +130,15 @@ def _delegate_blobs(pte) -> set[bytes]:
     ("executorch:8da4w?method=gptg", r"did you mean gptq\?"),
     ("executorch:8da4w?method=gptq", "method=gptq needs calibration text"),
     ("executorch:8da4w?calib=wiki", "calib= is calibration text for method=gptq"),
+    ("gguf:q4_k_m?method=qat", r"method=qat is not available here: QAT mirrors llama.cpp's Q4_0 and Q8_0 block rules only"),
+    ("gguf:q4_k_m?calib=wiki", "format gguf:q4_k_m takes no parameter calib"),
+    ("gguf:q4_0?method=qat", "method=qat needs calibration text"),
+    ("gguf:q4_0?method=qat&calib=wiki&imatrix=wiki", "imatrix= cannot go with method=qat"),
+    ("gguf:q4_0?steps=5", "steps= belongs to method=qat"),
+    ("gguf:q4_0?method=qat&calib=wiki&steps=0", "steps must be at least 1"),
+    ("executorch:8da4w?method=qat", "method=qat needs calibration text"),
+    ("executorch:8da4w?lr=1e-4", "lr= belongs to method=qat"),
+    ("executorch:8da4w?method=qat&calib=wiki&target_kld=0.1", "target_kld= cannot go with method=qat"),
 ])
 def test_methods_refused_in_one_line(tiny, tmp_path, fmt, message):
     with pytest.raises(EdgeError, match=message) as exc:

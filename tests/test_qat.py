@@ -1,7 +1,7 @@
 """Quantization-aware training (``method=qat``): the GGUF fake quantizers are llama.cpp's own block rules
 (checked against llama.cpp's quantizer, the oracle), QAT lowers the quantized artifact's divergence on its
 training text as the runtime measures it, each family names the method in its manifest, refusals are one
-line, and an interrupted run leaves nothing behind."""
+line (tests/test_methods.py, with every method's), and an interrupted run leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from edge.convert import convert
-from edge.core.errors import EdgeError
 
 
 @pytest.fixture(scope="module")
@@ -114,24 +113,6 @@ def test_executorch_qat_changes_the_program_and_lowers_divergence(tiny, tmp_path
     assert m["fake_quantized"]["4-bit group 64"] == 14
     kld = _kld([a for a in arts if a.manifest.variant == "8da4w"], calib, tmp_path)
     assert kld[qat.manifest.format] < 0.8 * kld["executorch:8da4w?method=affine"], kld
-
-
-@pytest.mark.parametrize("fmt, message", [
-    ("gguf:q4_k_m?method=qat", r"method=qat is not available here: QAT mirrors llama.cpp's Q4_0 and Q8_0 block rules only"),
-    ("gguf:q4_k_m?calib=wiki", "format gguf:q4_k_m takes no parameter calib"),
-    ("gguf:q4_0?method=qat", "method=qat needs calibration text"),
-    ("gguf:q4_0?method=qat&calib=wiki&imatrix=wiki", "imatrix= cannot go with method=qat"),
-    ("gguf:q4_0?steps=5", "steps= belongs to method=qat"),
-    ("gguf:q4_0?method=qat&calib=wiki&steps=0", "steps must be at least 1"),
-    ("executorch:8da4w?method=qat", "method=qat needs calibration text"),
-    ("executorch:8da4w?lr=1e-4", "lr= belongs to method=qat"),
-    ("executorch:8da4w?method=qat&calib=wiki&target_kld=0.1", "target_kld= cannot go with method=qat"),
-])
-def test_qat_refused_in_one_line(tiny, tmp_path, fmt, message):
-    with pytest.raises(EdgeError, match=message) as exc:
-        convert(tiny("llama", "bpe"), fmt, tmp_path)
-    assert "\n" not in str(exc.value)
-    assert not any(tmp_path.iterdir())
 
 
 def test_interrupted_qat_leaves_nothing(tiny, tmp_path, calib):
