@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.core.errors import DatasetError
+from edge.core.errors import ConversionError, DatasetError
 from edge.core.family import Param
 from edge.core.progress import NULL, Progress
 
@@ -41,6 +41,14 @@ def settings_of(params: dict[str, str], calib_tokens_default: str) -> Settings:
     """A request's QAT settings from its parameters (checked when the format was parsed)."""
     return Settings(steps=int(params.get("steps") or STEPS.default), lr=float(params.get("lr") or LR.default),
                     calib_tokens=int(params.get("calib_tokens") or calib_tokens_default))
+
+
+def check_sizes(name: str, params: dict[str, str]) -> None:
+    """``steps`` (at least 1) and ``calib_tokens`` (at least one chunk) where a request gives them: one line each."""
+    if params.get("steps") and int(params["steps"]) < 1:
+        raise ConversionError(f"{name}: steps must be at least 1")
+    if params.get("calib_tokens") and int(params["calib_tokens"]) < CTX:
+        raise ConversionError(f"{name}: calib_tokens must be at least {CTX} (one chunk)")
 
 
 def chunks_of(tokens, bos: int | None, settings: Settings) -> list[list[int]]:
@@ -153,5 +161,5 @@ def record(settings: Settings, text, run: dict[str, Any], t0: float, per_run: bo
 
 
 # the format parameters of method=qat, shared by the families that have it
-STEPS = Param("steps", int, default="300", help="method=qat: optimizer steps, one chunk of 512 calibration tokens each")
-LR = Param("lr", float, default="1e-5", help="method=qat: the peak learning rate (AdamW; warm-up, then cosine decay)")
+STEPS = Param("steps", int, default="100", help="method=qat: optimizer steps, one chunk of 512 calibration tokens each")
+LR = Param("lr", float, default="5e-5", help="method=qat: the peak learning rate (AdamW; warm-up, then cosine decay)")

@@ -15,8 +15,9 @@ from typing import Any
 from converters.executorch.program import weights_per_token
 from converters.executorch.quant import FLOAT, LinearQuant, census, embedding_bits, linear_plan, linear_shapes, parse_types
 from converters.executorch.recipe import EtOptions, check_supported, export_pte, linear_in_features
-from converters.executorch.methods import CALIB_CTX, gptq_weights
+from converters.executorch.methods import gptq_weights
 from converters.executorch.tables import AUTO_GROUPS, CALIB_TOKENS, METHOD, METHODS, OUTPUT
+from converters.qat import check_sizes
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError, EdgeError
 from edge.core.family import Checked, ConvertContext, Description
@@ -73,16 +74,13 @@ def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] =
                         "calib=./ours.txt (not the text you will evaluate on)")
     if req.params.get("calib") and method not in CALIBRATED:
         raise EdgeError(f"{req.name}: calib= is calibration text for method=gptq or qat; method={method} takes none")
-    if _int_param(req, "calib_tokens") is not None and _int_param(req, "calib_tokens") < CALIB_CTX:
-        raise EdgeError(f"{req.name}: calib_tokens must be at least {CALIB_CTX} (one chunk)")
+    check_sizes(req.name, req.params)
     extra = [k for k in ("steps", "lr") if req.params.get(k)]
     if extra and method != "qat":
         raise EdgeError(f"{req.name}: {extra[0]}= belongs to method=qat")
     if method == "qat":
         if req.params.get("target_kld"):
             raise EdgeError(f"{req.name}: target_kld= cannot go with method=qat (the search measures untrained proxies)")
-        if _int_param(req, "steps") is not None and _int_param(req, "steps") < 1:
-            raise EdgeError(f"{req.name}: steps must be at least 1")
     return EtOptions(qmode=recipe["qmode"], group_size=group, embedding_bits=emb_bits,
                      max_seq_len=max_seq, full_logits=logits == "all", linear_plan=plan, method=method)
 

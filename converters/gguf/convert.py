@@ -16,6 +16,7 @@ from converters.gguf.runtime import LlamaModel
 from converters.gguf.tables import (CALIB_TOKENS, DEFAULT_REFERENCE, IMATRIX_CHUNKS, METHODS, NEEDS_IMATRIX,
                                    REFERENCE_PRECEDENCE, STEPS)
 from converters.gguf.writer import arch_spec, write_gguf
+from converters.qat import check_sizes
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError
 from edge.core.family import Checked, ConvertContext, Description
@@ -59,10 +60,7 @@ def check_qat(r: FormatRequest) -> None:
         if r.params.get(k):
             raise ConversionError(f"{r.name}: {k}= cannot go with method=qat (llama.cpp would then choose other "
                                   "integers than the block rule the copy learned)")
-    if int(r.params.get("steps") or STEPS.default) < 1:
-        raise ConversionError(f"{r.name}: steps must be at least 1")
-    if int(r.params.get("calib_tokens") or CALIB_TOKENS.default) < 512:
-        raise ConversionError(f"{r.name}: calib_tokens must be at least 512 (one chunk)")
+    check_sizes(r.name, r.params)
 
 
 def _writer_facts(ctx: ConvertContext, reference: Artifact) -> dict[str, Any]:

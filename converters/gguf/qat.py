@@ -121,18 +121,14 @@ def grid_check(path: Path, ckpt, rules: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from converters.gguf.writer import gguf_names, unpermute_qk
+    from converters.gguf.writer import arch_spec, as_written, gguf_names
 
-    hp = ckpt.hparams
+    hp, spec = ckpt.hparams, arch_spec(ckpt.architecture)
     tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
     names = gguf_names(ckpt)
     worst, differ, total = 0.0, 0, 0
     for hf, rule in rules.items():
-        w = ckpt.tensor(hf)
-        if hf.endswith("q_proj.weight") and _permuted(ckpt):
-            w = unpermute_qk(w, hp.n_head)
-        elif hf.endswith("k_proj.weight") and _permuted(ckpt):
-            w = unpermute_qk(w, hp.n_head_kv)
+        w = as_written(ckpt.tensor(hf), hf, hp, spec)
         want = rule(torch.from_numpy(np.ascontiguousarray(w))).numpy()
         t = tensors[names[hf]]
         got = gguf.quants.dequantize(t.data, t.tensor_type).reshape(want.shape)
@@ -141,9 +137,3 @@ def grid_check(path: Path, ckpt, rules: dict[str, Any]) -> dict[str, Any]:
         differ += int((diff > 1e-6 * np.abs(want).max()).sum())
         total += diff.size
     return {"tensors": len(rules), "weights": total, "weights_differing": differ, "max_abs_diff": worst}
-
-
-def _permuted(ckpt) -> bool:
-    from converters.gguf.writer import arch_spec
-
-    return arch_spec(ckpt.architecture).permute_qk

@@ -138,15 +138,21 @@ def gguf_names(ckpt: Checkpoint) -> dict[str, str]:
             if p.hf_name is not None}
 
 
+def as_written(data: np.ndarray, hf_name: str, hp: Hparams, spec: ArchSpec) -> np.ndarray:
+    """A checkpoint tensor in the layout the writer gives it (llama.cpp's q/k rows unpermuted where the
+    architecture needs it)."""
+    if spec.permute_qk:
+        if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+            return unpermute_qk(data, hp.n_head)
+        if hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+            return unpermute_qk(data, hp.n_head_kv)
+    return data
+
+
 def _tensor_data(ckpt: Checkpoint, item: _Planned, hp: Hparams, spec: ArchSpec) -> np.ndarray:
     if item.data is not None:
         return item.data
-    data = ckpt.tensor(item.hf_name)  # float32
-    if spec.permute_qk:
-        if item.hf_name.endswith(("q_proj.weight", "q_proj.bias")):
-            data = unpermute_qk(data, hp.n_head)
-        elif item.hf_name.endswith(("k_proj.weight", "k_proj.bias")):
-            data = unpermute_qk(data, hp.n_head_kv)
+    data = as_written(ckpt.tensor(item.hf_name), item.hf_name, hp, spec)  # float32
     if item.qtype == gguf.GGMLQuantizationType.F16:
         return data.astype(np.float16)
     if item.qtype == gguf.GGMLQuantizationType.BF16:
