@@ -4,8 +4,10 @@ tokens), is pushed onto the columns not yet rounded, so the layer's output ``X W
 round-to-nearest on the same grid.
 
 The grid is a family's own: signed ``bits``-bit integers in groups of ``group`` input columns (0: one scale
-per row), with torchao's symmetric scale rule (``max |w| / ((qmax − qmin) / 2)``, what ExecuTorch's 8da4w
-and 8da8w weights use). A group's scale is chosen when GPTQ reaches its first column, from the weights as
+per row), with a symmetric scale rule: torchao's (``max |w| / ((qmax − qmin) / 2)``, what ExecuTorch's 8da4w
+and 8da8w weights use) or the extreme's (the value of largest magnitude, signed, over ``qmin``: it lands on
+``qmin`` exactly, the other side gets one level less — onnxruntime's MLAS rule for symmetric MatMulNBits, and
+llama.cpp's Q4_0). A group's scale is chosen when GPTQ reaches its first column, from the weights as
 updated so far (the reference implementation's ``static_groups=False``), or, with ``act_order`` (columns
 taken in decreasing order of their Hessian diagonal), all of them first from the unchanged weights. The
 result is the integer codes and scales, handed to the runtime's quantized tensor as they are: nothing
@@ -21,10 +23,15 @@ DAMP = 0.01      # the fraction of the mean Hessian diagonal added to it (the re
 BLOCK = 128      # columns rounded per lazy batch update
 
 
+TORCHAO = "torchao"    # scale = max |w| / ((qmax − qmin) / 2)
+EXTREME = "extreme"    # scale = w[argmax |w|] / qmin (negative when that value is positive)
+
+
 @dataclass(frozen=True)
 class Grid:
     bits: int
     group: int     # 0: one scale per row
+    rule: str = TORCHAO
 
     @property
     def qmin(self) -> int:
@@ -35,11 +42,15 @@ class Grid:
         return 2 ** (self.bits - 1) - 1
 
     def scale(self, w):
-        """One scale per row of ``w`` (the group's columns): torchao's symmetric rule."""
+        """One scale per row of ``w`` (the group's columns), by the grid's rule."""
         import torch
 
+        tiny = torch.finfo(torch.float32).smallest_normal
+        if self.rule == EXTREME:
+            extreme = torch.gather(w, 1, w.abs().argmax(dim=1, keepdim=True))[:, 0] / self.qmin
+            return torch.where(extreme.abs() < tiny, torch.full_like(extreme, tiny), extreme)
         amax = w.abs().amax(dim=1)
-        return torch.clamp(amax / ((self.qmax - self.qmin) / 2), min=torch.finfo(torch.float32).smallest_normal)
+        return torch.clamp(amax / ((self.qmax - self.qmin) / 2), min=tiny)
 
     def codes(self, w, scale):
         import torch

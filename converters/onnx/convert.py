@@ -20,14 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from converters.onnx import ortquant
+from converters.onnx import gptq, ortquant
 from converters.onnx.quant import (EMBEDDING_NODE, LM_HEAD_NODE, NodePlan, census, node_names, node_plan, parse_types,
                                    target_options)
 from converters.onnx.runtime import OgModel
-from converters.onnx.tables import ARCHITECTURES, METHODS, ORT_METHODS, UNTIE_WHEN
+from converters.onnx.tables import ARCHITECTURES, CALIB_TOKENS, CALIBRATED, METHODS, FP32_METHODS, UNTIE_WHEN
+from converters.qat import check_sizes
 from converters.onnx.weights import weights_per_token
 from edge.core.checkpoint import Checkpoint
-from edge.core.errors import ConversionError, EdgeError, UnsupportedArchitectureError, VerificationError
+from edge.core.errors import ConversionError, DatasetError, EdgeError, UnsupportedArchitectureError, VerificationError
 from edge.core.family import Checked, ConvertContext, Description
 from edge.core.formats import FormatRequest, parse_format
 from edge.core.fsutil import final_name
@@ -37,15 +38,28 @@ from edge.measure.tokens import TokenStream
 from edge.measure.verify import THRESHOLDS, compare, hf_perplexity, load_hf
 
 REFERENCE = "fp32"
+CALIB_CTX = 512      # tokens per calibration chunk (the layout of the importance matrix, GPTQ and QAT elsewhere)
+
+
+def check_method(req: FormatRequest) -> None:
+    """calib= and calib_tokens= belong to the calibrated methods, which need them: one line each."""
+    method = req.params.get("method")
+    if method in CALIBRATED and not req.params.get("calib"):
+        raise EdgeError(f"{req.name}: method={method} needs calibration text: calib=wiki (a dataset name) or "
+                        "calib=./ours.txt (not the text you will evaluate on)")
+    extra = [k for k in ("calib", "calib_tokens") if req.params.get(k)]
+    if extra and method not in CALIBRATED:
+        raise EdgeError(f"{req.name}: {extra[0]}= belongs to method={' or '.join(CALIBRATED)}")
+    check_sizes(req.name, req.params)
 
 
 def node_types(req: FormatRequest) -> list[tuple[str, str]]:
     """The request's per-node types (``types``, then ``lm_head``), checked."""
     method = req.params.get("method")
     mixed = [k for k in ("types", "lm_head", "target_kld") if req.params.get(k)]
-    if method in ORT_METHODS and mixed:
-        raise EdgeError(f"{req.name}: method={method} quantizes every MatMul alike (onnxruntime's quantizer, not the "
-                        f"builder's per-node options): drop {', '.join(mixed)}")
+    if method in FP32_METHODS and mixed:
+        raise EdgeError(f"{req.name}: method={method} quantizes every MatMul alike (it works on the fp32 graph, "
+                        f"without the builder's per-node options): drop {', '.join(mixed)}")
     types = parse_types(req.params.get("types"), req.name)
     if any(v == "int8" and re.search(p, EMBEDDING_NODE) for p, v in types):
         raise EdgeError(f"{req.name}: {EMBEDDING_NODE}: onnxruntime's quantized Gather takes 4-bit tables only (int4 or float)")
@@ -60,7 +74,7 @@ def builder_options(req: FormatRequest, ckpt: Checkpoint, plan: NodePlan | None 
     if block:  # one of the declared block sizes (checked when the format was parsed)
         opts["block_size"] = block
     method = req.params.get("method")
-    if method and method != "default" and method not in ORT_METHODS:
+    if method and method != "default" and method not in FP32_METHODS:
         opts["algo_config"] = method
     if ckpt.config.get("tie_word_embeddings") and ((plan and plan.untie) or any(k in opts for k in UNTIE_WHEN)):
         opts["shared_embeddings"] = "false"  # shared + mixed/asymmetric weights builds models that do not load
@@ -111,6 +125,19 @@ def float_tensors(folder: Path, min_elements: int = 1 << 20) -> dict[str, int]:
     return out
 
 
+def calibration_chunks(ckpt: Checkpoint, text: str, tokens: int, ctx: int = CALIB_CTX) -> np.ndarray:
+    """The calibration text as the source tokenizer's ids in chunks of ``ctx`` (BOS first where the
+    vocabulary adds one), at most ``tokens`` tokens: [chunks, ctx] int64."""
+    from edge.measure.metrics import chunk_tokens
+    from edge.measure.tokens import token_stream
+
+    stream = token_stream(ckpt.path, text)
+    n = min(len(stream.ids), tokens) // ctx
+    if n < 1:
+        raise DatasetError(f"the calibration text has {len(stream.ids)} tokens: GPTQ needs at least {ctx} (one chunk)")
+    return np.asarray([chunk_tokens(stream.ids, i, ctx, stream.bos) for i in range(n)], dtype=np.int64)
+
+
 class OnnxConverter:
     def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
         if ckpt.architecture not in ARCHITECTURES:
@@ -120,6 +147,7 @@ class OnnxConverter:
             raise ConversionError(f"{ckpt.name}: no tokenizer.json; onnxruntime-genai needs a fast Hugging Face tokenizer")
         for req in requests:
             builder_options(req, ckpt)
+            check_method(req)
             node_types(req)
 
     def reference_for(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> tuple[FormatRequest, bool]:
@@ -139,18 +167,11 @@ class OnnxConverter:
         over = plan.overrides if plan else []
         opts = builder_options(request, ctx.ckpt, plan)
         method = request.params.get("method")
-        if method in ORT_METHODS and reference is not None:
+        if method in FP32_METHODS and reference is not None:
             if over:
-                raise EdgeError(f"{request.name}: method={method} takes no per-node types (onnxruntime's quantizer "
-                                "quantizes every MatMul alike)")
-            t0 = time.perf_counter()
-            block = int(opts.get("block_size", 32))
-            ctx.progress.start(f"{name}: onnxruntime's {method.upper()} quantizer on {reference.path.name}")
-            ortquant.quantize(reference.path, tmp, method, block, name)
-            return {"precision": precision, "execution_provider": "cpu", "quantized_from": reference.path.name,
-                    "method": {"name": method, "what": dict(METHODS)[method], "block_size": block, "bits": 4,
-                               "accuracy_level": ortquant.ACCURACY_LEVEL, "seconds": round(time.perf_counter() - t0, 1),
-                               "quantizer": "onnxruntime.quantization.matmul_nbits_quantizer (HQQWeightOnlyQuantConfig)"}}
+                raise EdgeError(f"{request.name}: method={method} takes no per-node types (it quantizes every MatMul "
+                                "of the fp32 graph alike)")
+            return self._ort_method(ctx, request, tmp, reference, int(opts.get("block_size", 32)))
         run_builder(ctx.ckpt, precision, opts, tmp, ctx.scratch, name, over)  # the scratch folder is the builder's cache
         algo = opts.get("algo_config", "default")
         method = {"name": algo.removesuffix("_mixed"), "what": dict(METHODS).get(algo.removesuffix("_mixed")),
@@ -159,6 +180,39 @@ class OnnxConverter:
                 **({"method": method} if request.info.quantized else {}),
                 **({"nodes": census(names, over, precision), "target_options": json.loads(target_options(over))}
                    if over else {})}
+
+    def _ort_method(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, reference: Artifact,
+                    block: int) -> dict[str, Any]:
+        """method=hqq: onnxruntime's HQQ quantizer on the fp32 folder; method=gptq: edge's GPTQ on it, over
+        calibration chunks of the source tokenizer's ids (handed to its process as an array)."""
+        name, method = final_name(tmp), request.params["method"]
+        t0 = time.perf_counter()
+        details: dict[str, Any] = {"precision": request.info.spec.recipe["precision"], "execution_provider": "cpu",
+                                   "quantized_from": reference.path.name}
+        info: dict[str, Any] = {"name": method, "what": dict(METHODS)[method], "block_size": block, "bits": 4}
+        if method in CALIBRATED:
+            text = ctx.texts[request.params["calib"]]
+            chunks = calibration_chunks(ctx.ckpt, text.text, int(request.params.get("calib_tokens") or CALIB_TOKENS.default))
+            ctx.scratch.mkdir(parents=True, exist_ok=True)   # the builder, whose cache it is, may have removed it
+            calib = ctx.scratch / f"{name}.calib.npy"
+            np.save(calib, chunks)
+            details["calibration"] = {"text": text.name, "sha256": text.sha256, "tokens": int(chunks.size),
+                                      "chunks": int(chunks.shape[0]), "ctx": int(chunks.shape[1])}
+
+            def on_progress(label: str, i: int, n: int) -> None:
+                if i == 1:
+                    ctx.progress.start(f"{name}: GPTQ {label}", total=n)
+                ctx.progress.update(i, description=f"{name}: GPTQ {label} {i}/{n}")
+
+            info.update(quantizer="edge's GPTQ (converters.gptq) written as MatMulNBits", calibration=details["calibration"],
+                        **gptq.quantize(reference.path, tmp, block, calib, name, ctx.n_threads, on_progress))
+        else:
+            ctx.progress.start(f"{name}: onnxruntime's {method.upper()} quantizer on {reference.path.name}")
+            ortquant.quantize(reference.path, tmp, method, block, name)
+            info.update(quantizer="onnxruntime.quantization.matmul_nbits_quantizer (HQQWeightOnlyQuantConfig)",
+                        accuracy_level=ortquant.ACCURACY_LEVEL)
+        info["seconds"] = round(time.perf_counter() - t0, 1)
+        return {**details, "method": info}
 
     def verify(self, ctx: ConvertContext, request: FormatRequest, tmp: Path, *, strict: bool) -> Checked:
         """Every folder is loaded by onnxruntime-genai (one that does not load is never kept) and compared

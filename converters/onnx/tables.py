@@ -28,9 +28,12 @@ METHODS: tuple[tuple[str, str], ...] = (
     ("rtn",     "the builder's rtn (onnxruntime's port of neural-compressor's RTN), which its docs call coarser than default"),
     ("k_quant", "the builder's k_quant: each block's scale and minimum searched to minimise a weighted rounding error, after llama.cpp's k-quants"),
     ("hqq",     "onnxruntime's HQQ quantizer on the fp32 graph (fitted scales and zero points, no calibration); the builder has none"),
+    ("gptq",    "edge's GPTQ (the one ExecuTorch's uses) on the fp32 graph's MatMuls, Hessians from calib= text run through that graph, written as MatMulNBits; onnxruntime's own GPTQ returns round-to-nearest's integers"),
 )
-# methods run by onnxruntime's quantizer on the fp32 folder instead of the builder (converters.onnx.ortquant)
-ORT_METHODS: tuple[str, ...] = ("hqq",)
+# methods run on the fp32 folder instead of the builder: onnxruntime's HQQ quantizer (converters.onnx.ortquant),
+# edge's GPTQ (converters.onnx.gptq)
+FP32_METHODS: tuple[str, ...] = ("hqq", "gptq")
+CALIBRATED: tuple[str, ...] = ("gptq",)   # the methods that take calib=
 # what a team may ask for that this stack cannot do here: (name, why)
 CANNOT: tuple[tuple[str, str], ...] = (
     ("awq",         "onnxruntime's AWQ (nvidia_awq) needs NVIDIA ModelOpt and CUDA"),
@@ -38,7 +41,10 @@ CANNOT: tuple[tuple[str, str], ...] = (
     ("fp8",         "onnxruntime's FP8 GEMM is CUDA-only"),
 )
 METHOD = method_param(METHODS, CANNOT, "default")
-INT4 = (BLOCK, LM_HEAD, METHOD, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
+CALIB = Param("calib", help="method=gptq: the calibration text, a dataset name (wiki, code, ...) or a text file; not the "
+              "text you will evaluate on", text=True)
+CALIB_TOKENS = Param("calib_tokens", int, default="32768", help="method=gptq: calibration tokens (chunks of 512)")
+INT4 = (BLOCK, LM_HEAD, METHOD, CALIB, CALIB_TOKENS, TYPES, TARGET_KLD, TARGET_TEXT, PROMOTE)
 
 # recipe: the builder's --precision and --extra_options
 VARIANTS: tuple[Variant, ...] = (
