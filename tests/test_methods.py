@@ -143,6 +143,7 @@ def _delegate_blobs(pte) -> set[bytes]:
     ("onnx:int4?calib=wiki", "calib= belongs to method=gptq"),
     ("onnx:int4?method=gptq&calib=wiki&calib_tokens=100", "calib_tokens must be at least 512"),
     ("onnx:int4?method=gptq&calib=wiki&types=down_proj=int8", "method=gptq quantizes every MatMul alike"),
+    ("onnx:int4?method=gptq&calib=wiki&block=256", "block 256 does not divide the MatMul input width"),
 ])
 def test_methods_refused_in_one_line(tiny, tmp_path, fmt, message):
     with pytest.raises(EdgeError, match=message) as exc:

@@ -41,9 +41,15 @@ REFERENCE = "fp32"
 CALIB_CTX = 512      # tokens per calibration chunk (the layout of the importance matrix, GPTQ and QAT elsewhere)
 
 
-def check_method(req: FormatRequest) -> None:
-    """calib= and calib_tokens= belong to the calibrated methods, which need them: one line each."""
+def check_method(req: FormatRequest, ckpt: Checkpoint) -> None:
+    """calib= and calib_tokens= belong to the calibrated methods, which need them; GPTQ's blocks must divide
+    every MatMul's input width: one line each."""
     method = req.params.get("method")
+    if method == "gptq":
+        hp, block = ckpt.hparams, int(req.params.get("block") or 32)
+        bad = sorted(w for w in {hp.n_embd, hp.n_head * hp.head_dim, hp.n_ff} if w % block)
+        if bad:
+            raise EdgeError(f"{req.name}: block {block} does not divide the MatMul input width(s) {bad} of {ckpt.name}")
     if method in CALIBRATED and not req.params.get("calib"):
         raise EdgeError(f"{req.name}: method={method} needs calibration text: calib=wiki (a dataset name) or "
                         "calib=./ours.txt (not the text you will evaluate on)")
@@ -147,7 +153,7 @@ class OnnxConverter:
             raise ConversionError(f"{ckpt.name}: no tokenizer.json; onnxruntime-genai needs a fast Hugging Face tokenizer")
         for req in requests:
             builder_options(req, ckpt)
-            check_method(req)
+            check_method(req, ckpt)
             node_types(req)
 
     def reference_for(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> tuple[FormatRequest, bool]:
