@@ -54,14 +54,20 @@ def check_sizes(name: str, params: dict[str, str]) -> None:
 def chunks_of(tokens, bos: int | None, settings: Settings) -> list[list[int]]:
     """The calibration text as training chunks of ``settings.ctx`` tokens (BOS first), at most
     ``calib_tokens`` tokens in all; refused in one line when the text is shorter than one chunk."""
+    return calibration_chunks(tokens, bos, settings.calib_tokens, settings.ctx, "QAT")
+
+
+def calibration_chunks(tokens, bos: int | None, calib_tokens: int, ctx: int, purpose: str) -> list[list[int]]:
+    """Calibration tokens as chunks of ``ctx`` (BOS first), at most ``calib_tokens`` in all; refused in one
+    line, naming ``purpose``, when the text is shorter than one chunk."""
     from edge.measure.metrics import chunk_tokens
 
     tokens = list(tokens)
-    n = min(len(tokens), settings.calib_tokens) // settings.ctx
+    n = min(len(tokens), calib_tokens) // ctx
     if n < 1:
-        raise DatasetError(f"the calibration text has {len(tokens)} tokens: QAT needs at least {settings.ctx} "
-                           f"(one chunk of {settings.ctx})")
-    return [chunk_tokens(tokens, i, settings.ctx, bos) for i in range(n)]
+        raise DatasetError(f"the calibration text has {len(tokens)} tokens: {purpose} needs at least {ctx} "
+                           f"(one chunk of {ctx})")
+    return [chunk_tokens(tokens, i, ctx, bos) for i in range(n)]
 
 
 def lr_at(step: int, settings: Settings) -> float:

@@ -25,16 +25,16 @@ from converters.onnx.quant import (EMBEDDING_NODE, LM_HEAD_NODE, NodePlan, censu
                                    target_options)
 from converters.onnx.runtime import OgModel
 from converters.onnx.tables import ARCHITECTURES, CALIB_TOKENS, CALIBRATED, METHODS, FP32_METHODS, UNTIE_WHEN
-from converters.qat import check_sizes
+from converters.qat import calibration_chunks, check_sizes
 from converters.onnx.weights import weights_per_token
 from edge.core.checkpoint import Checkpoint
-from edge.core.errors import ConversionError, DatasetError, EdgeError, UnsupportedArchitectureError, VerificationError
+from edge.core.errors import ConversionError, EdgeError, UnsupportedArchitectureError, VerificationError
 from edge.core.family import Checked, ConvertContext, Description
 from edge.core.formats import FormatRequest, parse_format
 from edge.core.fsutil import final_name
 from edge.core.manifest import Artifact
 from edge.measure.protocol import quality
-from edge.measure.tokens import TokenStream
+from edge.measure.tokens import TokenStream, token_stream
 from edge.measure.verify import THRESHOLDS, compare, hf_perplexity, load_hf
 
 REFERENCE = "fp32"
@@ -131,19 +131,6 @@ def float_tensors(folder: Path, min_elements: int = 1 << 20) -> dict[str, int]:
     return out
 
 
-def calibration_chunks(ckpt: Checkpoint, text: str, tokens: int, ctx: int = CALIB_CTX) -> np.ndarray:
-    """The calibration text as the source tokenizer's ids in chunks of ``ctx`` (BOS first where the
-    vocabulary adds one), at most ``tokens`` tokens: [chunks, ctx] int64."""
-    from edge.measure.metrics import chunk_tokens
-    from edge.measure.tokens import token_stream
-
-    stream = token_stream(ckpt.path, text)
-    n = min(len(stream.ids), tokens) // ctx
-    if n < 1:
-        raise DatasetError(f"the calibration text has {len(stream.ids)} tokens: GPTQ needs at least {ctx} (one chunk)")
-    return np.asarray([chunk_tokens(stream.ids, i, ctx, stream.bos) for i in range(n)], dtype=np.int64)
-
-
 class OnnxConverter:
     def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
         if ckpt.architecture not in ARCHITECTURES:
@@ -198,7 +185,9 @@ class OnnxConverter:
         info: dict[str, Any] = {"name": method, "what": dict(METHODS)[method], "block_size": block, "bits": 4}
         if method in CALIBRATED:
             text = ctx.texts[request.params["calib"]]
-            chunks = calibration_chunks(ctx.ckpt, text.text, int(request.params.get("calib_tokens") or CALIB_TOKENS.default))
+            stream = token_stream(ctx.ckpt.path, text.text)
+            chunks = np.asarray(calibration_chunks(stream.ids, stream.bos, int(request.params.get("calib_tokens") or
+                                                   CALIB_TOKENS.default), CALIB_CTX, "GPTQ"), dtype=np.int64)
             ctx.scratch.mkdir(parents=True, exist_ok=True)   # the builder, whose cache it is, may have removed it
             calib = ctx.scratch / f"{name}.calib.npy"
             np.save(calib, chunks)

@@ -45,15 +45,17 @@ def quantize(reference: Path, out: Path, block: int, calib: Path, name: str, thr
     ConversionError with the child's last line when it fails. Returns the record the child wrote."""
     cmd = [sys.executable, "-m", "converters.onnx.gptq", str(reference), str(out), "--block", str(block),
            "--calib", str(calib), *(["--threads", str(threads)] if threads else [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    # one pipe for both streams, read as it comes: a child whose stderr filled an unread pipe would block
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines = []
     for line in proc.stdout:
         parts = line.split()
         if len(parts) == 4 and parts[0] == "PROGRESS":
             on_progress(parts[1], int(parts[2]), int(parts[3]))
-    err = proc.stderr.read()
+        elif line.strip() and not line.startswith((" ", "Traceback")):
+            lines.append(line.strip())
     if proc.wait() != 0:
-        lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not ln.startswith((" ", "Traceback"))]
         raise ConversionError(f"GPTQ failed for {name}: {lines[-1] if lines else f'exit code {proc.returncode}'}")
     record = json.loads((out / RECORD).read_text())
     (out / RECORD).unlink()
