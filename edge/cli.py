@@ -73,6 +73,7 @@ def formats() -> None:
     for fam in FAMILIES.values():
         params = {p.name: p for v in fam.variants for p in v.params}
         line = f"{fam.name} ({fam.title}): architectures {', '.join(fam.architectures)}"
+        line += f" (not {', '.join(a for a, _ in fam.cannot)})" if fam.cannot else ""
         line += f"; {fam.notes}" if fam.notes else ""
         line += f"; parameters: {', '.join(p.describe() for p in params.values() if p.name != 'method')}" if params else ""
         out.print(line, highlight=False)

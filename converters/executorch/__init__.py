@@ -3,7 +3,7 @@ ExecuTorch's Python runtime as runtime, ``llama_main`` natively."""
 
 from __future__ import annotations
 
-from converters.executorch.tables import ARCHITECTURES, VARIANTS
+from converters.executorch.tables import ARCHITECTURES, CANNOT_ARCHITECTURES, VARIANTS
 from edge.core.family import Family
 
 FAMILY = Family(
@@ -12,6 +12,7 @@ FAMILY = Family(
     noun="an ExecuTorch program",
     variants=VARIANTS,
     architectures=ARCHITECTURES,
+    cannot=CANNOT_ARCHITECTURES,
     tools=("executorch", "torchao", "torch", "transformers"),
     agent_requirements=("executorch", "tokenizers", "numpy"),
     kv_bytes=4,                                   # fp32 KV cache on CPU

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converters.executorch.tables import ARCHITECTURES, EMBEDDING_QUANT, ROPE_TYPES, WEIGHT_NAMES
+from converters.executorch.tables import ARCHITECTURES, CANNOT_ARCHITECTURES, EMBEDDING_QUANT, ROPE_TYPES, WEIGHT_NAMES
 from edge.core.checkpoint import Checkpoint
+from edge.core.family import check_architecture
 from edge.core.hfconfig import Hparams
 from edge.core.errors import ConversionError, UnsupportedArchitectureError
 from edge.core.progress import NULL, Progress
@@ -78,9 +79,7 @@ class ExportProfile:
 
 
 def check_supported(ckpt: Checkpoint) -> Hparams:
-    if ckpt.architecture not in ARCHITECTURES:
-        raise UnsupportedArchitectureError(
-            f"architecture {ckpt.architecture} is not supported for ExecuTorch (supported: {', '.join(ARCHITECTURES)})")
+    check_architecture("ExecuTorch", ckpt.architecture, ARCHITECTURES, CANNOT_ARCHITECTURES)
     hp = ckpt.hparams
     if hp.rope_type not in ROPE_TYPES:
         raise UnsupportedArchitectureError(
@@ -99,6 +98,8 @@ def params_json(ckpt: Checkpoint, hp: Hparams) -> dict[str, Any]:
         "head_dim": hp.head_dim, "hidden_dim": hp.n_ff, "vocab_size": hp.n_vocab, "norm_eps": hp.rms_eps,
         "rope_theta": hp.rope_theta, "use_hf_rope": True,
         "attention_qkv_bias": ckpt.has("model.layers.0.self_attn.q_proj.bias"),
+        # Qwen 3: an RMSNorm over each head of q and k, before rope
+        **({"use_qk_norm": True, "qk_norm_before_rope": True} if ckpt.has("model.layers.0.self_attn.q_norm.weight") else {}),
     }
 
 

@@ -22,6 +22,8 @@ WEIGHT_NAMES: tuple[tuple[str, str], ...] = (
     ("model.layers.{}.self_attn.k_proj.weight",          "layers.{}.attention.wk.weight"),
     ("model.layers.{}.self_attn.v_proj.weight",          "layers.{}.attention.wv.weight"),
     ("model.layers.{}.self_attn.o_proj.weight",          "layers.{}.attention.wo.weight"),
+    ("model.layers.{}.self_attn.q_norm.weight",          "layers.{}.attention.q_norm_fn.weight"),
+    ("model.layers.{}.self_attn.k_norm.weight",          "layers.{}.attention.k_norm_fn.weight"),
     ("model.layers.{}.self_attn.q_proj.bias",            "layers.{}.attention.wq.bias"),
     ("model.layers.{}.self_attn.k_proj.bias",            "layers.{}.attention.wk.bias"),
     ("model.layers.{}.self_attn.v_proj.bias",            "layers.{}.attention.wv.bias"),
@@ -34,6 +36,15 @@ WEIGHT_NAMES: tuple[tuple[str, str], ...] = (
 ARCHITECTURES: tuple[str, ...] = (
     "LlamaForCausalLM",
     "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",       # q/k norms before rope (ModelArgs.use_qk_norm, qk_norm_before_rope)
+)
+# architectures edge's ExecuTorch path does not take yet, and why: (architecture, why)
+_NOT_MAPPED = "not mapped onto ExecuTorch's Llama transformer by edge yet"
+CANNOT_ARCHITECTURES: tuple[tuple[str, str], ...] = (
+    ("MistralForCausalLM", _NOT_MAPPED),
+    ("SmolLM3ForCausalLM", f"{_NOT_MAPPED} (its layers without rope: ModelArgs.no_rope_layer_interval)"),
+    ("Phi3ForCausalLM",    f"{_NOT_MAPPED} (fused qkv / gate_up, LongRoPE)"),
+    ("Gemma3ForCausalLM",  f"{_NOT_MAPPED} (sliding-window layers, norm offsets, scaled embeddings)"),
 )
 
 # RoPE variants ExecuTorch's HF-layout rope implements

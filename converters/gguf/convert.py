@@ -15,7 +15,7 @@ from converters.gguf.quantize import parse_types, quantize
 from converters.gguf.runtime import LlamaModel
 from converters.gguf.tables import (CALIB_TOKENS, DEFAULT_REFERENCE, IMATRIX_CHUNKS, METHODS, NEEDS_IMATRIX,
                                    REFERENCE_PRECEDENCE, STEPS)
-from converters.gguf.writer import arch_spec, write_gguf
+from converters.gguf.writer import check_config, write_gguf
 from converters.qat import check_sizes
 from edge.core.checkpoint import Checkpoint
 from edge.core.errors import ConversionError
@@ -74,7 +74,7 @@ def _writer_facts(ctx: ConvertContext, reference: Artifact) -> dict[str, Any]:
 
 class GgufConverter:
     def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
-        arch_spec(ckpt.architecture)
+        check_config(ckpt)
         for r in requests:
             if r.info.variant in NEEDS_IMATRIX and not r.params.get("imatrix"):
                 raise ConversionError(f"{r.info.name} needs an importance matrix: add ?imatrix=wiki (a dataset, "

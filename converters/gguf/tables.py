@@ -98,18 +98,34 @@ REFERENCE_PRECEDENCE: tuple[str, ...] = ("f32", "bf16", "f16")
 DEFAULT_REFERENCE = "f16"
 
 
+COMMON_ROPES = ("default", "linear", "yarn", "llama3")
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     hf_architecture: str
     gguf_arch: str        # name of the gguf.MODEL_ARCH member
-    permute_qk: bool      # llama.cpp's LLAMA arch uses interleaved rope: un-permute HF's q/k rows
+    permute_qk: bool      # llama.cpp's LLAMA-style archs use interleaved rope: un-permute HF's q/k rows
+    norm_shift: float = 0.0                 # Gemma's RMSNorm multiplies by (1 + w): written as w + 1
+    ropes: tuple[str, ...] = COMMON_ROPES   # rope scalings the architecture's llama.cpp graph takes
 
 
+# one entry a line; each architecture's own checks and keys are in converters.gguf.archs
 ARCHITECTURES: tuple[ArchSpec, ...] = (
-    ArchSpec("LlamaForCausalLM",   "LLAMA", True),
-    ArchSpec("MistralForCausalLM", "LLAMA", True),
-    ArchSpec("Qwen2ForCausalLM",   "QWEN2", False),
-    ArchSpec("Qwen3ForCausalLM",   "QWEN3", False),
+    ArchSpec("LlamaForCausalLM",   "LLAMA",   True),
+    ArchSpec("MistralForCausalLM", "LLAMA",   True),
+    ArchSpec("Qwen2ForCausalLM",   "QWEN2",   False),
+    ArchSpec("Qwen3ForCausalLM",   "QWEN3",   False),
+    ArchSpec("SmolLM3ForCausalLM", "SMOLLM3", True),
+    ArchSpec("Phi3ForCausalLM",    "PHI3",    False, ropes=("default", "longrope", "su")),
+    ArchSpec("Gemma3ForCausalLM",  "GEMMA3",  False, norm_shift=1.0, ropes=("default",)),
+)
+
+# llama.cpp's vocabulary loader sets token attributes by words in general.name, and looks those tokens up
+# without checking they exist (a load failure, "unordered_map::at"): (the words as a regex, how edge writes
+# them instead where the vocabulary lacks those tokens, the tokens llama.cpp looks up)
+NAME_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (r"(phi)-?(3)", r"\1_\2", ("</s>", "<unk>", "<s>", "<|endoftext|>")),
 )
 
 # Byte-level BPE pre-tokenizers, by the signature of tokenizer.json's "pre_tokenizer", mapped to

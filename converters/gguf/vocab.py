@@ -112,7 +112,16 @@ def add_bpe_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int) -> dict[s
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     add_specials(writer, folder, n_vocab, load_merges=True)
-    return {"tokenizer": "bpe", "pre": pre, "tokens": len(tokens), "padded": padded}
+    return {"tokenizer": "bpe", "pre": pre, "tokens": len(tokens), "padded": padded, "vocab": tokens}
+
+
+def _adds_dummy_prefix(folder: Path) -> bool:
+    """Whether the SentencePiece model puts a space before the text (its normalizer's add_dummy_prefix)."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString((folder / "tokenizer.model").read_bytes())
+    return bool(proto.normalizer_spec.add_dummy_prefix)
 
 
 def add_spm_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int) -> dict[str, Any]:
@@ -147,14 +156,16 @@ def add_spm_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int) -> dict[s
     tokens = [t if t is not None else f"[PAD{i}]" for i, t in enumerate(texts)]
     writer.add_tokenizer_model("llama")
     writer.add_tokenizer_pre("default")
+    writer.add_add_space_prefix(_adds_dummy_prefix(folder))  # llama.cpp assumes one; Gemma's model adds none
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
     writer.add_token_types(types)
     add_specials(writer, folder, n_vocab, load_merges=False)
-    return {"tokenizer": "spm", "pre": "default", "tokens": len(tokens), "padded": padded}
+    return {"tokenizer": "spm", "pre": "default", "tokens": len(tokens), "padded": padded, "vocab": tokens}
 
 
 def add_vocab(writer: gguf.GGUFWriter, folder: Path, n_vocab: int) -> dict[str, Any]:
+    """The vocabulary's keys; returns what the manifest records of it, and under "vocab" the token texts."""
     if tokenizer_kind(folder) == "bpe":
         return add_bpe_vocab(writer, folder, n_vocab)
     return add_spm_vocab(writer, folder, n_vocab)

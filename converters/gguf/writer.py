@@ -3,12 +3,13 @@
 Tensors stream one at a time from safetensors into the file (``add_tensor_info`` for the plan, then
 ``write_tensor_data``), so memory stays at one tensor whatever the model size. Names come from
 gguf-py's ``TensorNameMap``; the only math is the q/k row un-permutation llama.cpp's LLAMA
-architecture needs and Llama 3's rope frequency factors.
+architecture needs, Gemma's norm offset and the rope frequency factors (Llama 3, Phi-3's LongRoPE).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import gguf
 import numpy as np
 
-from converters.gguf.tables import ARCHITECTURES, ArchSpec
+from converters.gguf.archs import CHECKS, WRITES
+from converters.gguf.tables import ARCHITECTURES, COMMON_ROPES, NAME_RULES, ArchSpec
 from converters.gguf.vocab import add_vocab
 from edge.core.checkpoint import Checkpoint
 from edge.core.hfconfig import Hparams
@@ -36,6 +38,19 @@ def arch_spec(architecture: str) -> ArchSpec:
             return spec
     supported = ", ".join(s.hf_architecture for s in ARCHITECTURES)
     raise UnsupportedArchitectureError(f"architecture {architecture} is not supported for GGUF (supported: {supported})")
+
+
+def check_config(ckpt: Checkpoint) -> ArchSpec:
+    """The checkpoint's architecture, refused in one line when its config is one llama.cpp's graph for it
+    would not reproduce (before anything is written)."""
+    spec = arch_spec(ckpt.architecture)
+    hp = ckpt.hparams
+    if hp.rope_type not in spec.ropes:
+        raise ConversionError(f"rope scaling {hp.rope_type!r} is not supported for {spec.hf_architecture} "
+                              f"(supported: {', '.join(spec.ropes)})")
+    if spec.hf_architecture in CHECKS:
+        CHECKS[spec.hf_architecture](ckpt.config, hp)
+    return spec
 
 
 def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -63,8 +78,17 @@ def llama3_rope_factors(hp: Hparams) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def _write_hparams(w: gguf.GGUFWriter, hp: Hparams, spec: ArchSpec) -> list[tuple[str, np.ndarray]]:
-    """Model metadata; returns extra tensors to write (Llama 3 rope factors)."""
+def safe_name(name: str, vocab: set[str]) -> str:
+    """``name``, unless words in it would make llama.cpp's loader look up tokens the vocabulary lacks
+    (tables.NAME_RULES): then with those words written apart."""
+    for words, instead, needed in NAME_RULES:
+        if not set(needed) <= vocab:
+            name = re.sub(words, instead, name, flags=re.IGNORECASE)
+    return name
+
+
+def _write_hparams(w: gguf.GGUFWriter, hp: Hparams, spec: ArchSpec, cfg: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
+    """Model metadata; returns extra tensors to write (rope factors)."""
     w.add_context_length(hp.n_ctx)
     w.add_embedding_length(hp.n_embd)
     w.add_block_count(hp.n_layer)
@@ -73,13 +97,13 @@ def _write_hparams(w: gguf.GGUFWriter, hp: Hparams, spec: ArchSpec) -> list[tupl
     w.add_head_count_kv(hp.n_head_kv)
     w.add_layer_norm_rms_eps(hp.rms_eps)
     w.add_rope_freq_base(hp.rope_theta)
-    w.add_rope_dimension_count(hp.head_dim)
+    w.add_rope_dimension_count(hp.rope_dims or hp.head_dim)
     w.add_vocab_size(hp.n_vocab)
     w.add_key_length(hp.head_dim)  # always: llama.cpp's n_embd / n_head default is wrong where head_dim is set
     w.add_value_length(hp.head_dim)
-    extra: list[tuple[str, np.ndarray]] = []
+    extra = WRITES[spec.hf_architecture](w, cfg, hp) if spec.hf_architecture in WRITES else []
     kind = hp.rope_type
-    if kind == "default":
+    if kind == "default" or kind not in COMMON_ROPES:  # an architecture's own scaling is its write's
         pass
     elif kind == "linear":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
@@ -90,8 +114,6 @@ def _write_hparams(w: gguf.GGUFWriter, hp: Hparams, spec: ArchSpec) -> list[tupl
         w.add_rope_scaling_orig_ctx_len(int(hp.rope.get("original_max_position_embeddings", hp.n_ctx)))
     elif kind == "llama3":
         extra.append((gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight", llama3_rope_factors(hp)))
-    else:
-        raise ConversionError(f"rope scaling {kind!r} is not supported (supported: default, linear, yarn, llama3)")
     return extra
 
 
@@ -140,7 +162,9 @@ def gguf_names(ckpt: Checkpoint) -> dict[str, str]:
 
 def as_written(data: np.ndarray, hf_name: str, hp: Hparams, spec: ArchSpec) -> np.ndarray:
     """A checkpoint tensor in the layout the writer gives it (llama.cpp's q/k rows unpermuted where the
-    architecture needs it)."""
+    architecture needs it, Gemma's norms offset)."""
+    if spec.norm_shift and hf_name.endswith("norm.weight"):
+        return data + np.float32(spec.norm_shift)
     if spec.permute_qk:
         if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
             return unpermute_qk(data, hp.n_head)
@@ -163,16 +187,16 @@ def _tensor_data(ckpt: Checkpoint, item: _Planned, hp: Hparams, spec: ArchSpec) 
 def write_gguf(ckpt: Checkpoint, out_path: Path, outtype: str, *, name: str,
                on_tensor: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Write ``ckpt`` as an unquantized GGUF at ``out_path`` (the caller handles temp names)."""
-    spec = arch_spec(ckpt.architecture)
+    spec = check_config(ckpt)
     hp = ckpt.hparams
     arch = getattr(gguf.MODEL_ARCH, spec.gguf_arch)
     writer = gguf.GGUFWriter(None, gguf.MODEL_ARCH_NAMES[arch])
     writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name)
+    vocab_info = add_vocab(writer, ckpt.path, hp.n_vocab)
+    writer.add_name(safe_name(name, set(vocab_info.pop("vocab"))))
     writer.add_file_type(FILE_TYPES[outtype])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    extra = _write_hparams(writer, hp, spec)
-    vocab_info = add_vocab(writer, ckpt.path, hp.n_vocab)
+    extra = _write_hparams(writer, hp, spec, ckpt.config)
     plan = _plan(ckpt, hp, spec, outtype, extra)
     for item in plan:
         writer.add_tensor_info(item.gguf_name, item.shape, np.dtype(np.float32), item.nbytes, raw_dtype=item.qtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from converters.onnx.tables import ARCHITECTURES, VARIANTS
+from converters.onnx.tables import ARCHITECTURES, CANNOT_ARCHITECTURES, VARIANTS
 from edge.core.family import Family
 
 FAMILY = Family(
@@ -11,6 +11,7 @@ FAMILY = Family(
     noun="an onnxruntime-genai model folder",
     variants=VARIANTS,
     architectures=ARCHITECTURES,
+    cannot=CANNOT_ARCHITECTURES,
     tools=("onnxruntime_genai", "onnxruntime", "onnx", "onnx_ir", "transformers", "torch"),
     agent_requirements=("onnxruntime-genai", "onnxruntime", "tokenizers", "numpy"),
     kv_bytes=4,                                   # fp32 KV cache on CPU

@@ -24,12 +24,12 @@ from converters.onnx import gptq, ortquant
 from converters.onnx.quant import (EMBEDDING_NODE, LM_HEAD_NODE, NodePlan, census, node_names, node_plan, parse_types,
                                    target_options)
 from converters.onnx.runtime import OgModel
-from converters.onnx.tables import ARCHITECTURES, CALIB_TOKENS, CALIBRATED, METHODS, FP32_METHODS, UNTIE_WHEN
+from converters.onnx.tables import ARCHITECTURES, CANNOT_ARCHITECTURES, CALIB_TOKENS, CALIBRATED, METHODS, FP32_METHODS, UNTIE_WHEN
 from converters.qat import calibration_chunks, check_sizes
 from converters.onnx.weights import weights_per_token
 from edge.core.checkpoint import Checkpoint
-from edge.core.errors import ConversionError, EdgeError, UnsupportedArchitectureError, VerificationError
-from edge.core.family import Checked, ConvertContext, Description
+from edge.core.errors import ConversionError, EdgeError, VerificationError
+from edge.core.family import Checked, ConvertContext, Description, check_architecture
 from edge.core.formats import FormatRequest, parse_format
 from edge.core.fsutil import final_name
 from edge.core.manifest import Artifact
@@ -101,7 +101,7 @@ def plan_nodes(req: FormatRequest, ckpt: Checkpoint, reference: Path | None,
 
 def run_builder(ckpt: Checkpoint, precision: str, opts: dict[str, str], out: Path, cache: Path, name: str,
                 over: list[dict] = ()) -> None:
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(ckpt.path), "-o", str(out),
+    cmd = [sys.executable, "-m", "converters.onnx.builder_entry", "-i", str(ckpt.path), "-o", str(out),
            "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", *(f"{k}={v}" for k, v in opts.items())]
     if over:
         cmd += ["--target_options", target_options(list(over))]
@@ -133,9 +133,7 @@ def float_tensors(folder: Path, min_elements: int = 1 << 20) -> dict[str, int]:
 
 class OnnxConverter:
     def check(self, ckpt: Checkpoint, requests: list[FormatRequest]) -> None:
-        if ckpt.architecture not in ARCHITECTURES:
-            raise UnsupportedArchitectureError(
-                f"architecture {ckpt.architecture} is not supported for ONNX (supported: {', '.join(ARCHITECTURES)})")
+        check_architecture("ONNX", ckpt.architecture, ARCHITECTURES, CANNOT_ARCHITECTURES)
         if not (ckpt.path / "tokenizer.json").exists():
             raise ConversionError(f"{ckpt.name}: no tokenizer.json; onnxruntime-genai needs a fast Hugging Face tokenizer")
         for req in requests:

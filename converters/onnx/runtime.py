@@ -34,9 +34,9 @@ class OgModel(HfTokenizerText, RuntimeModel):
             cfg.overlay(json.dumps({"model": {"decoder": {"session_options": {
                 "intra_op_num_threads": self.n_threads, "inter_op_num_threads": 1}}}}))
             self._model = og.Model(cfg)
-            params = og.GeneratorParams(self._model)
-            params.set_search_options(max_length=self.n_ctx)
-            self._gen = og.Generator(self._model, params)
+            self._params = og.GeneratorParams(self._model)
+            self._params.set_search_options(max_length=self.n_ctx)
+            self._gen = og.Generator(self._model, self._params)
         except Exception as exc:  # onnxruntime reports load failures as RuntimeError/OrtException text
             raise ArtifactError(f"{self.path.name}: onnxruntime-genai cannot load this model ({exc})") from None
         self._pos = 0
@@ -47,14 +47,22 @@ class OgModel(HfTokenizerText, RuntimeModel):
 
     def clear(self) -> None:
         if self._pos:
-            self._gen.rewind_to(0)
+            try:
+                self._gen.rewind_to(0)
+            except RuntimeError:  # a sliding-window cache has evicted the start: a new generator, same model
+                import onnxruntime_genai as og
+
+                self._gen = og.Generator(self._model, self._params)
             self._pos = 0
 
     def rewind(self, n: int) -> None:
         if n == 0:
             self.clear()
         elif n < self._pos:
-            self._gen.rewind_to(n)
+            try:
+                self._gen.rewind_to(n)
+            except RuntimeError as exc:
+                raise BenchError(f"{self.path.name}: onnxruntime-genai cannot rewind to position {n} ({exc})") from None
             self._pos = n
 
     def decode(self, tokens: Sequence[int], *, start: int = 0, logits_from: int | None = None) -> np.ndarray | None:

@@ -61,6 +61,12 @@ ARCHITECTURES: tuple[str, ...] = (
     "MistralForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",
+    "Phi3ForCausalLM",
+    "Gemma3ForCausalLM",      # through converters.onnx.builder_entry (the builder reads transformers 4's rope shape)
+)
+# architectures this stack does not take, and why: (architecture, why)
+CANNOT_ARCHITECTURES: tuple[tuple[str, str], ...] = (
+    ("SmolLM3ForCausalLM", "onnxruntime-genai 0.18's builder fails on its layers without rope (KeyError 'position_ids')"),
 )
 
 # Tied embeddings make the builder share one matrix for embedding and lm_head; with mixed precision

@@ -11,12 +11,12 @@ runtime, native adapter — are named as ``"module:attr"`` and imported only whe
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge.core.errors import EdgeError
+from edge.core.errors import EdgeError, UnsupportedArchitectureError
 from edge.core.registry import Registry
 
 
@@ -194,6 +194,7 @@ class Family:
                                               # elsewhere (no manifest beside them); None: refused
     sensitivity: str | None = None            # "module:attr" of its per-layer sensitivity part (edge.sensitivity)
     notes: str = ""                           # one line for `edge formats`
+    cannot: tuple[tuple[str, str], ...] = ()  # (architecture, why) asked for that this family does not take
 
     def recognises(self, path: Path) -> bool:
         """Whether ``path`` is one of this family's artifacts, from its bytes or folder layout alone."""
@@ -231,3 +232,13 @@ for _name, _target in FAMILY_MODULES:
 def family_of(path: Path) -> Family | None:
     """The family whose artifacts look like ``path`` (magic bytes or folder marker), or None."""
     return next((f for f in FAMILIES.values() if f.recognises(path)), None)
+
+
+def check_architecture(family: str, architecture: str, supported: Sequence[str],
+                       cannot: Sequence[tuple[str, str]] = ()) -> None:
+    """One line refusing an architecture a family does not take: why, where it is known, and what it takes."""
+    if architecture in supported:
+        return
+    why = dict(cannot).get(architecture)
+    raise UnsupportedArchitectureError(f"architecture {architecture} is not supported for {family}"
+                                       f"{f': {why}' if why else ''} (supported: {', '.join(supported)})")

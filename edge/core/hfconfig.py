@@ -8,6 +8,9 @@ from typing import Any
 
 from edge.core.errors import ConversionError
 
+# model types whose config class ties the output layer to the embedding when config.json does not say
+TIED_BY_DEFAULT: tuple[str, ...] = ("gemma", "gemma2", "gemma3", "gemma3_text")
+
 
 @dataclass
 class Hparams:
@@ -23,21 +26,31 @@ class Hparams:
     rope_theta: float
     rope: dict[str, Any]
     tied: bool
+    rope_dims: int = 0                 # rotary dimensions per head (partial_rotary_factor × head_dim)
+    rope_theta_local: float = 0.0      # sliding-window layers' rope base where it differs (Gemma 3)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Hparams:
         try:
             n_head = int(cfg["num_attention_heads"])
             n_embd = int(cfg["hidden_size"])
-            rope = {**(cfg.get("rope_scaling") or {}), **(cfg.get("rope_parameters") or {})}
+            params = cfg.get("rope_parameters") or {}
+            local: dict[str, Any] = {}
+            if "full_attention" in params:  # one rope per layer type (Gemma 3 in transformers 5)
+                local, params = params.get("sliding_attention") or {}, params["full_attention"]
+            rope = {**(cfg.get("rope_scaling") or {}), **params}
+            rope_theta = float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+            head_dim = int(cfg.get("head_dim") or n_embd // n_head)
+            partial = float(rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0)))
             return cls(
                 n_layer=int(cfg["num_hidden_layers"]), n_embd=n_embd, n_ff=int(cfg["intermediate_size"]),
                 n_head=n_head, n_head_kv=int(cfg.get("num_key_value_heads") or n_head),
-                head_dim=int(cfg.get("head_dim") or n_embd // n_head),
+                head_dim=head_dim,
                 n_ctx=int(cfg.get("max_position_embeddings", 2048)), n_vocab=int(cfg["vocab_size"]),
                 rms_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-                rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
-                rope=rope, tied=bool(cfg.get("tie_word_embeddings", False)))
+                rope_theta=rope_theta, rope=rope, tied=bool(cfg.get("tie_word_embeddings", cfg.get("model_type") in TIED_BY_DEFAULT)),
+                rope_dims=int(head_dim * partial),
+                rope_theta_local=float(local.get("rope_theta", cfg.get("rope_local_base_freq", rope_theta))))
         except KeyError as exc:
             raise ConversionError(f"config.json lacks {exc.args[0]!r}") from None
 
