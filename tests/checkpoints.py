@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converters.gguf.tables import _LLAMA3_SPLIT, _QWEN2_SPLIT
+from converters.gguf.tables import _GPT4O_SPLIT, _LLAMA3_SPLIT, _QWEN2_SPLIT
 
 CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 
@@ -27,7 +27,7 @@ def bpe_tokenizer(folder: Path, pre: str = "gpt2", vocab_size: int = 512):
     if pre == "gpt2":
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     else:
-        regex = {"llama3": _LLAMA3_SPLIT, "qwen2": _QWEN2_SPLIT}[pre]
+        regex = {"llama3": _LLAMA3_SPLIT, "qwen2": _QWEN2_SPLIT, "gpt4o": _GPT4O_SPLIT}[pre]
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(regex), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])

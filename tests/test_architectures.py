@@ -26,8 +26,8 @@ GGUF_CASES = [
     # (arch, tokenizer, checkpoint options, llama.cpp arch, tensors that must be written)
     pytest.param("smollm3", "bpe", {"layers": 4, "tied": True}, "smollm3", [], id="smollm3-nope-layers"),
     pytest.param("phi3", "spm", {}, "phi3", ["blk.0.attn_qkv.weight"], id="phi3-mini-sentencepiece"),
-    pytest.param("phi3", "bpe", PHI4, "phi3",
-                 ["rope_factors_long.weight", "rope_factors_short.weight"], id="phi4-mini-longrope-partial"),
+    pytest.param("phi3", "bpe", {**PHI4, "pre": "gpt4o"}, "phi3",
+                 ["rope_factors_long.weight", "rope_factors_short.weight"], id="phi4-mini-longrope-partial-o200k"),
     pytest.param("gemma3", "spm", {"tied": True}, "gemma3", ["blk.0.post_ffw_norm.weight", "blk.0.attn_k_norm.weight"],
                  id="gemma3-sentencepiece"),
     pytest.param("gemma3", "bpe", {"tied": True, "layers": 4}, "gemma3", ["blk.3.post_attention_norm.weight"],
@@ -59,6 +59,8 @@ def test_gguf_architecture(tiny, tmp_path, arch, tok, kw, gguf_arch, tensors):
             assert _field(reader, "tokenizer.ggml.add_space_prefix") is False
     if kw.get("rope"):
         assert _field(reader, "phi3.rope.dimension_count") == 48
+    if kw.get("pre") == "gpt4o":  # Phi-4's byte-level BPE splits text with GPT-4o's (o200k) regex
+        assert _field(reader, "tokenizer.ggml.pre") == "gpt-4o"
     assert by["q4_0"].bits_per_weight < 8
 
 
@@ -98,29 +100,30 @@ def test_gguf_refuses_configs_llama_cpp_would_not_reproduce(tiny, tmp_path, arch
 
 
 @pytest.mark.parametrize("arch,tok,kw", [
+    pytest.param("smollm3", "bpe", {"layers": 4, "tied": True}, id="smollm3-layers-without-rope"),
     pytest.param("phi3", "spm", {}, id="phi3-mini"),
     pytest.param("phi3", "bpe", PHI4, id="phi4-mini-longrope"),
     pytest.param("gemma3", "spm", {"tied": True}, id="gemma3-sliding-window"),
 ])
 def test_onnx_architecture(tiny, tmp_path, arch, tok, kw):
-    """onnxruntime-genai's builder on each architecture: the fp32 folder gives transformers' perplexity (over
-    chunks far longer than Gemma's 8-token window, so the sliding-window cache is exercised) and tokens."""
+    """onnxruntime-genai's builder on each architecture (through converters.onnx.builder_entry): the fp32 folder
+    gives transformers' perplexity (over chunks far longer than Gemma's 8-token window, so the sliding-window
+    cache is exercised) and tokens."""
     by = {a.manifest.variant: a.manifest for a in convert(tiny(arch, tok, **kw), "onnx:fp32,onnx:int4", tmp_path)}
     v = by["fp32"].verification
     assert v["passed"] and v["greedy_tokens"] == 16 and abs(v["ppl_rel_diff"]) < 1e-4
     assert by["int4"].bits_per_weight < by["fp32"].bits_per_weight
 
 
-def test_onnx_refuses_smollm3_naming_why(tiny, tmp_path):
-    with pytest.raises(EdgeError, match="SmolLM3ForCausalLM is not supported for ONNX: .*without rope") as err:
-        convert(tiny("smollm3", "bpe", layers=4), "onnx:int4", tmp_path / "out")
-    assert "supported: LlamaForCausalLM" in str(err.value)
-
-
-def test_executorch_qwen3_qk_norms(tiny, tmp_path):
-    """Qwen 3's per-head q/k RMSNorms (before rope) in ExecuTorch's Llama transformer: the program, run by
-    ExecuTorch's runtime, reproduces transformers."""
+@pytest.mark.parametrize("arch,kw", [
+    pytest.param("qwen3", {"pre": "qwen2"}, id="qwen3-qk-norms"),
+    pytest.param("smollm3", {"layers": 4, "tied": True}, id="smollm3-layers-without-rope"),
+])
+def test_executorch_architecture(tiny, tmp_path, arch, kw):
+    """Qwen 3's per-head q/k RMSNorms (before rope), SmolLM3's layers without rope (their rope made the
+    identity) in ExecuTorch's Llama transformer: the program, run by ExecuTorch's runtime, reproduces
+    transformers."""
     pytest.importorskip("executorch")
-    m = [a.manifest for a in convert(tiny("qwen3", "bpe", pre="qwen2"), "executorch:fp32", tmp_path)][0]
+    m = [a.manifest for a in convert(tiny(arch, "bpe", **kw), "executorch:fp32", tmp_path)][0]
     v = m.verification
     assert v["passed"] and v["greedy_tokens"] == 16 and v["top1_agreement"] >= 0.99

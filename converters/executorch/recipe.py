@@ -169,6 +169,20 @@ def _quiet_logging() -> Iterator[None]:
         root.setLevel(level)
 
 
+def _without_rope(model, layers: tuple[int, ...]):
+    """Layers that apply no rope (SmolLM3's): their attention's rope made the identity, since ExecuTorch's
+    XNNPACK transformer does not read ModelArgs.no_rope_layer_interval."""
+    import torch
+
+    class NoRope(torch.nn.Module):
+        def forward(self, q, k, freqs_cos, freqs_sin):
+            return q, k
+
+    for i in layers:
+        model.layers[i].attention.rope = NoRope()
+    return model
+
+
 def _quantize_linears(model, plan: dict, method: str = "hqq", custom: dict | None = None):
     from converters.executorch.quant import AFFINE, HQQ, apply
 
@@ -261,6 +275,8 @@ def export_pte(ckpt: Checkpoint, opts: EtOptions, out: Path, metadata: dict[str,
             cfg = llm_config(work / "weights.pth", work / "params.json", work, opts, metadata)
             t0 = begin(STAGES[1])
             manager = _prepare_for_llama_export(cfg)
+            if hp.no_rope:
+                manager.source_transform([partial(_without_rope, layers=hp.no_rope)])
             if opts.linear_plan is not None:  # the linears, module by module (torchao filter functions)
                 manager.source_transform([partial(_quantize_linears, plan=opts.linear_plan, method=opts.method,
                                                  custom=opts.custom)])

@@ -37,12 +37,12 @@ ARCHITECTURES: tuple[str, ...] = (
     "LlamaForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",       # q/k norms before rope (ModelArgs.use_qk_norm, qk_norm_before_rope)
+    "SmolLM3ForCausalLM",     # layers without rope: their rope made the identity (recipe._without_rope)
 )
 # architectures edge's ExecuTorch path does not take yet, and why: (architecture, why)
 _NOT_MAPPED = "not mapped onto ExecuTorch's Llama transformer by edge yet"
 CANNOT_ARCHITECTURES: tuple[tuple[str, str], ...] = (
     ("MistralForCausalLM", _NOT_MAPPED),
-    ("SmolLM3ForCausalLM", f"{_NOT_MAPPED} (its layers without rope: ModelArgs.no_rope_layer_interval)"),
     ("Phi3ForCausalLM",    f"{_NOT_MAPPED} (fused qkv / gate_up, LongRoPE)"),
     ("Gemma3ForCausalLM",  f"{_NOT_MAPPED} (sliding-window layers, norm offsets, scaled embeddings)"),
 )

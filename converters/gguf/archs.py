@@ -28,11 +28,10 @@ def _refuse(arch: str, what: str) -> None:
 
 # ------------------------------------------------------------------------------------------ SmolLM3
 def smollm3_check(cfg: dict[str, Any], hp: Hparams) -> None:
-    want = [int((i + 1) % SMOLLM3_NOPE_STEP != 0) for i in range(hp.n_layer)]
-    have = cfg.get("no_rope_layers")
-    if have is not None and [int(x) for x in have] != want:
+    want = tuple(i for i in range(hp.n_layer) if (i + 1) % SMOLLM3_NOPE_STEP == 0)
+    if cfg.get("no_rope_layers") is not None and hp.no_rope != want:
         _refuse("SmolLM3ForCausalLM", f"llama.cpp skips rope on every {SMOLLM3_NOPE_STEP}th layer only "
-                f"(no_rope_layer_interval=4); this config's no_rope_layers is {list(have)}")
+                f"(no_rope_layer_interval=4); this config's layers without rope are {list(hp.no_rope)}")
     if cfg.get("use_sliding_window") and cfg.get("sliding_window"):
         _refuse("SmolLM3ForCausalLM", "llama.cpp's smollm3 graph has no sliding window (use_sliding_window=true)")
 

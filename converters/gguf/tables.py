@@ -131,6 +131,9 @@ NAME_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 # Byte-level BPE pre-tokenizers, by the signature of tokenizer.json's "pre_tokenizer", mapped to
 # llama.cpp's tokenizer.ggml.pre names. Signatures are built by converters.gguf.vocab.pre_signature.
 _LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_GPT4O_SPLIT = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+                r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"
+                r"\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")   # o200k (GPT-4o, Phi-4)
 _QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 PRE_TOKENIZERS: dict[str, str] = {
@@ -138,4 +141,5 @@ PRE_TOKENIZERS: dict[str, str] = {
     "Digits(individual=True)+ByteLevel(prefix=False,regex=True)": "smollm",
     f"Split({_LLAMA3_SPLIT},Isolated)+ByteLevel(prefix=False,regex=False)": "llama-bpe",
     f"Split({_QWEN2_SPLIT},Isolated)+ByteLevel(prefix=False,regex=False)": "qwen2",
+    f"Split({_GPT4O_SPLIT},Isolated)+ByteLevel(prefix=False,regex=False)": "gpt-4o",
 }

@@ -63,11 +63,10 @@ ARCHITECTURES: tuple[str, ...] = (
     "Qwen3ForCausalLM",
     "Phi3ForCausalLM",
     "Gemma3ForCausalLM",      # through converters.onnx.builder_entry (the builder reads transformers 4's rope shape)
+    "SmolLM3ForCausalLM",     # through converters.onnx.builder_entry (the builder's layers without rope fail)
 )
 # architectures this stack does not take, and why: (architecture, why)
-CANNOT_ARCHITECTURES: tuple[tuple[str, str], ...] = (
-    ("SmolLM3ForCausalLM", "onnxruntime-genai 0.18's builder fails on its layers without rope (KeyError 'position_ids')"),
-)
+CANNOT_ARCHITECTURES: tuple[tuple[str, str], ...] = ()
 
 # Tied embeddings make the builder share one matrix for embedding and lm_head; with mixed precision
 # (k_quant_mixed) or asymmetric weights that builds models onnxruntime cannot load, so edge unties them.

@@ -28,6 +28,7 @@ class Hparams:
     tied: bool
     rope_dims: int = 0                 # rotary dimensions per head (partial_rotary_factor × head_dim)
     rope_theta_local: float = 0.0      # sliding-window layers' rope base where it differs (Gemma 3)
+    no_rope: tuple[int, ...] = ()      # layers that apply no rope (SmolLM3's no_rope_layers: 0 = none)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Hparams:
@@ -50,7 +51,8 @@ class Hparams:
                 rms_eps=float(cfg.get("rms_norm_eps", 1e-6)),
                 rope_theta=rope_theta, rope=rope, tied=bool(cfg.get("tie_word_embeddings", cfg.get("model_type") in TIED_BY_DEFAULT)),
                 rope_dims=int(head_dim * partial),
-                rope_theta_local=float(local.get("rope_theta", cfg.get("rope_local_base_freq", rope_theta))))
+                rope_theta_local=float(local.get("rope_theta", cfg.get("rope_local_base_freq", rope_theta))),
+                no_rope=tuple(i for i, use in enumerate(cfg.get("no_rope_layers") or ()) if not use))
         except KeyError as exc:
             raise ConversionError(f"config.json lacks {exc.args[0]!r}") from None
 
