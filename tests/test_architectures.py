@@ -118,12 +118,34 @@ def test_onnx_architecture(tiny, tmp_path, arch, tok, kw):
 @pytest.mark.parametrize("arch,kw", [
     pytest.param("qwen3", {"pre": "qwen2"}, id="qwen3-qk-norms"),
     pytest.param("smollm3", {"layers": 4, "tied": True}, id="smollm3-layers-without-rope"),
+    pytest.param("phi3", PHI4, id="phi4-mini-fused-longrope-partial"),
 ])
 def test_executorch_architecture(tiny, tmp_path, arch, kw):
     """Qwen 3's per-head q/k RMSNorms (before rope), SmolLM3's layers without rope (their rope made the
-    identity) in ExecuTorch's Llama transformer: the program, run by ExecuTorch's runtime, reproduces
-    transformers."""
+    identity), Phi's fused projections cut apart with LongRoPE over part of each head, in ExecuTorch's Llama
+    transformer: the program, run by ExecuTorch's runtime, reproduces transformers."""
     pytest.importorskip("executorch")
     m = [a.manifest for a in convert(tiny(arch, "bpe", **kw), "executorch:fp32", tmp_path)][0]
     v = m.verification
     assert v["passed"] and v["greedy_tokens"] == 16 and v["top1_agreement"] >= 0.99
+    if arch == "phi3":  # the program stops where LongRoPE's short factors do (ExecuTorch picks them once)
+        assert m.details["max_seq_len"] == 512
+
+
+@pytest.mark.parametrize("fmt, message", [
+    ("executorch:8da4w?method=gptq&calib=wiki", "fuses qkv and gate_up"),
+    ("executorch:8da4w?target_kld=0.1", "fuses qkv and gate_up"),
+    ("executorch:fp32?max_seq_len=1024", "LongRoPE's original context"),
+])
+def test_executorch_refuses_what_phi_cannot_take(tiny, tmp_path, fmt, message):
+    pytest.importorskip("executorch")
+    with pytest.raises(EdgeError, match=message) as err:
+        convert(tiny("phi3", "bpe", **PHI4), fmt, tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_executorch_sensitivity_refuses_fused_projections(tiny):
+    from edge.sensitivity import sensitivity
+
+    with pytest.raises(EdgeError, match="no proxy for it yet"):
+        sensitivity(tiny("phi3", "bpe", **PHI4), "executorch:8da4w", chunks=1)

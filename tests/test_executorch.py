@@ -124,8 +124,8 @@ def test_refusals_come_before_anything_is_written(tiny, tmp_path):
         with pytest.raises(EdgeError, match=words):
             convert(ckpt, spec, out)
     assert not out.exists() or not any(out.iterdir())
-    with pytest.raises(UnsupportedArchitectureError, match="Phi3ForCausalLM is not supported for ExecuTorch: not mapped"):
-        convert(tiny("phi3", "bpe"), "executorch:fp32", out)
+    with pytest.raises(UnsupportedArchitectureError, match="Gemma3ForCausalLM is not supported for ExecuTorch: not mapped"):
+        convert(tiny("gemma3", "bpe"), "executorch:fp32", out)
 
 
 def test_failed_export_names_the_stage_and_leaves_no_program(tiny, tmp_path):

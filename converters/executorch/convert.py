@@ -14,7 +14,7 @@ from typing import Any
 
 from converters.executorch.program import weights_per_token
 from converters.executorch.quant import FLOAT, LinearQuant, census, embedding_bits, linear_plan, linear_shapes, parse_types
-from converters.executorch.recipe import EtOptions, check_supported, export_pte, linear_in_features
+from converters.executorch.recipe import EtOptions, check_supported, export_pte, fused, linear_in_features, original_context
 from converters.executorch.methods import gptq_weights
 from converters.executorch.tables import AUTO_GROUPS, CALIB_TOKENS, METHOD, METHODS, OUTPUT
 from converters.qat import check_sizes
@@ -59,12 +59,15 @@ def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] =
             raise EdgeError(f"{req.name}: group {group} does not divide the linear width(s) {bad} of {ckpt.name} "
                             f"(those layers would stay float); try group={good[0] if good else 0}")
     plan, emb_bits = quant_plan(req, hp, group, first)
-    limit = hp.n_ctx
+    limit, why = hp.n_ctx, ""
+    if hp.rope_type in ("longrope", "su") and original_context(ckpt, hp) < limit:
+        # ExecuTorch picks LongRoPE's factors once, by the program's length; transformers by the sequence's
+        limit, why = original_context(ckpt, hp), " (LongRoPE's original context: a longer program would use the long factors at every length)"
     max_seq = _int_param(req, "max_seq_len")
     if max_seq is None:
         max_seq = min(DEFAULT_MAX_SEQ_LEN, limit)
     elif max_seq > limit:
-        raise EdgeError(f"{req.name}: max_seq_len {max_seq} is beyond {ckpt.name}'s limit of {limit} positions")
+        raise EdgeError(f"{req.name}: max_seq_len {max_seq} is beyond {ckpt.name}'s limit of {limit} positions{why}")
     elif max_seq < 2:
         raise EdgeError(f"{req.name}: max_seq_len must be at least 2")
     logits = req.params.get("logits") or "last"
@@ -74,6 +77,10 @@ def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] =
                         "calib=./ours.txt (not the text you will evaluate on)")
     if req.params.get("calib") and method not in CALIBRATED:
         raise EdgeError(f"{req.name}: calib= is calibration text for method=gptq or qat; method={method} takes none")
+    if fused(ckpt) and (method in CALIBRATED or req.params.get("target_kld")):
+        raise EdgeError(f"{req.name}: {'target_kld=' if req.params.get('target_kld') else f'method={method}'} works on the "
+                        f"checkpoint's own linears, and {ckpt.architecture} fuses qkv and gate_up that ExecuTorch keeps "
+                        "apart: use method=hqq or affine")
     check_sizes(req.name, req.params)
     extra = [k for k in ("steps", "lr") if req.params.get(k)]
     if extra and method != "qat":

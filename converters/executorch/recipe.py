@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converters.executorch.tables import ARCHITECTURES, CANNOT_ARCHITECTURES, EMBEDDING_QUANT, ROPE_TYPES, WEIGHT_NAMES
+from converters.executorch.tables import (ARCHITECTURES, CANNOT_ARCHITECTURES, EMBEDDING_QUANT, FUSED_WEIGHTS,
+                                          LONGROPE_ARGS, ROPE_TYPES, WEIGHT_NAMES)
 from edge.core.checkpoint import Checkpoint
 from edge.core.family import check_architecture
 from edge.core.hfconfig import Hparams
@@ -100,7 +102,45 @@ def params_json(ckpt: Checkpoint, hp: Hparams) -> dict[str, Any]:
         "attention_qkv_bias": ckpt.has("model.layers.0.self_attn.q_proj.bias"),
         # Qwen 3: an RMSNorm over each head of q and k, before rope
         **({"use_qk_norm": True, "qk_norm_before_rope": True} if ckpt.has("model.layers.0.self_attn.q_norm.weight") else {}),
+        **({"partial_rotary_factor": hp.rope_dims / hp.head_dim} if hp.rope_dims != hp.head_dim else {}),
+        **(longrope_args(ckpt, hp) if hp.rope_type in ("longrope", "su") else {}),
     }
+
+
+def original_context(ckpt: Checkpoint, hp: Hparams) -> int:
+    """The context LongRoPE's short factors are for (transformers switches to the long ones beyond it)."""
+    return int(hp.rope.get("original_max_position_embeddings") or ckpt.config.get("original_max_position_embeddings")
+               or hp.n_ctx)
+
+
+def longrope_args(ckpt: Checkpoint, hp: Hparams) -> dict[str, Any]:
+    """Phi-3's LongRoPE for ExecuTorch's HF-layout rope, which picks the long factors when the program's
+    context exceeds the original (so edge caps the program's context there: converters.executorch.convert)."""
+    out: dict[str, Any] = {key: hp.rope[rope_key] for key, rope_key in LONGROPE_ARGS if hp.rope.get(rope_key) is not None}
+    out["original_max_position_embeddings"] = original_context(ckpt, hp)
+    # transformers: the factor given, else the model's context over the original one
+    factor = hp.rope.get("factor")
+    out["max_position_embeddings"] = int(out["original_max_position_embeddings"] * float(factor)) if factor else hp.n_ctx
+    return out
+
+
+def fused(ckpt: Checkpoint) -> bool:
+    """Whether the checkpoint fuses projections ExecuTorch keeps apart (Phi-3's qkv, gate_up)."""
+    return any(ckpt.has(hf.format(0)) for hf, _ in FUSED_WEIGHTS)
+
+
+def _split(name: str, data, hp: Hparams) -> list[tuple[str, Any]] | None:
+    """A fused weight cut into the ExecuTorch weights its rows are (tables.FUSED_WEIGHTS), or None."""
+    rows = {"q": hp.n_head * hp.head_dim, "kv": hp.n_head_kv * hp.head_dim, "ff": hp.n_ff}
+    for hf, parts in FUSED_WEIGHTS:
+        m = re.fullmatch(re.escape(hf).replace(r"\{\}", r"(\d+)"), name)
+        if m:
+            sizes = [rows[kind] for _, kind in parts]
+            if sum(sizes) != data.shape[0]:
+                raise ConversionError(f"{name}: {data.shape[0]} rows, expected {' + '.join(map(str, sizes))}")
+            starts = [sum(sizes[:i]) for i in range(len(sizes))]
+            return [(et.format(m.group(1)), data[a:a + n]) for (et, _), a, n in zip(parts, starts, sizes)]
+    return None
 
 
 def name_map(n_layer: int) -> dict[str, str]:
@@ -121,9 +161,12 @@ def rewrite_weights(ckpt: Checkpoint, hp: Hparams, path: Path, on_tensor: Callab
     for i, name in enumerate(ckpt.tensor_names()):
         if name.endswith("rotary_emb.inv_freq"):
             continue
-        if name not in names:
+        data = ckpt.tensor(name).astype("float32", copy=False)
+        parts = _split(name, data, hp)
+        if parts is None and name not in names:
             raise ConversionError(f"{ckpt.name}: tensor {name} has no place in ExecuTorch's Llama transformer")
-        state[names[name]] = torch.from_numpy(ckpt.tensor(name).astype("float32", copy=False))
+        for et, part in parts or [(names[name], data)]:
+            state[et] = torch.from_numpy(part.copy() if parts else part)
         on_tensor(i + 1)
     if "output.weight" not in state:  # tied embeddings: the output layer is its own copy in the program
         state["output.weight"] = state["tok_embeddings.weight"]

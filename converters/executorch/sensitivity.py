@@ -90,12 +90,17 @@ class EtGroups:
         import torch
 
         from converters.executorch.convert import options
+        from converters.executorch.recipe import fused
+        from edge.core.errors import EdgeError
         from edge.core.checkpoint import Checkpoint
         from edge.measure.reference import HfRuntime
 
         if threads:
             torch.set_num_threads(threads)
         ckpt = Checkpoint.open(checkpoint)
+        if fused(ckpt):
+            raise EdgeError(f"the ExecuTorch proxy quantizes the checkpoint's own linears in transformers, and "
+                            f"{ckpt.architecture} fuses qkv and gate_up that ExecuTorch keeps apart: no proxy for it yet")
         hp = ckpt.hparams
         m = HfRuntime(ckpt.path)
         shapes = linear_shapes(hp)

@@ -32,23 +32,39 @@ WEIGHT_NAMES: tuple[tuple[str, str], ...] = (
     ("model.layers.{}.mlp.up_proj.weight",               "layers.{}.feed_forward.w3.weight"),
 )
 
+# fused Hugging Face weights (Phi-3) cut into ExecuTorch's, one entry a line: (Hugging Face name, the ExecuTorch
+# weights its rows are, in order, each with its row count: "q" heads × head_dim, "kv" kv heads × head_dim, "ff" n_ff)
+FUSED_WEIGHTS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("model.layers.{}.self_attn.qkv_proj.weight", (("layers.{}.attention.wq.weight", "q"),
+                                                   ("layers.{}.attention.wk.weight", "kv"),
+                                                   ("layers.{}.attention.wv.weight", "kv"))),
+    ("model.layers.{}.mlp.gate_up_proj.weight",   (("layers.{}.feed_forward.w1.weight", "ff"),
+                                                   ("layers.{}.feed_forward.w3.weight", "ff"))),
+)
+
 # Hugging Face architectures the export path reproduces (verified against transformers in tests)
 ARCHITECTURES: tuple[str, ...] = (
     "LlamaForCausalLM",
     "Qwen2ForCausalLM",
     "Qwen3ForCausalLM",       # q/k norms before rope (ModelArgs.use_qk_norm, qk_norm_before_rope)
     "SmolLM3ForCausalLM",     # layers without rope: their rope made the identity (recipe._without_rope)
+    "Phi3ForCausalLM",        # fused qkv / gate_up cut apart (FUSED_WEIGHTS), LongRoPE and partial rotary
 )
 # architectures edge's ExecuTorch path does not take yet, and why: (architecture, why)
 _NOT_MAPPED = "not mapped onto ExecuTorch's Llama transformer by edge yet"
 CANNOT_ARCHITECTURES: tuple[tuple[str, str], ...] = (
     ("MistralForCausalLM", _NOT_MAPPED),
-    ("Phi3ForCausalLM",    f"{_NOT_MAPPED} (fused qkv / gate_up, LongRoPE)"),
     ("Gemma3ForCausalLM",  f"{_NOT_MAPPED} (sliding-window layers, norm offsets, scaled embeddings)"),
 )
 
 # RoPE variants ExecuTorch's HF-layout rope implements
-ROPE_TYPES: tuple[str, ...] = ("default",)
+ROPE_TYPES: tuple[str, ...] = ("default", "longrope", "su")
+# what ExecuTorch's HF-layout rope computes LongRoPE from (its ModelArgs): params.json key -> rope key
+LONGROPE_ARGS: tuple[tuple[str, str], ...] = (
+    ("rope_scaling_short_factor",      "short_factor"),
+    ("rope_scaling_long_factor",       "long_factor"),
+    ("rope_scaling_attention_factor",  "attention_factor"),
+)
 
 
 # the parameters after "?" (validated generically by edge.core.family.Param)
