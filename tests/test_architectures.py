@@ -149,3 +149,14 @@ def test_executorch_sensitivity_refuses_fused_projections(tiny):
 
     with pytest.raises(EdgeError, match="no proxy for it yet"):
         sensitivity(tiny("phi3", "bpe", **PHI4), "executorch:8da4w", chunks=1)
+
+
+def test_executorch_mistral_within_its_window(tiny, tmp_path):
+    """Mistral is a Llama whose attention may slide: a program no longer than the window is that model (verified
+    against transformers), a longer one is refused."""
+    pytest.importorskip("executorch")
+    ckpt = copy_with_config(tiny("mistral", "spm"), tmp_path / "ck", sliding_window=300)
+    with pytest.raises(EdgeError, match="sliding window of 300 tokens"):
+        convert(ckpt, "executorch:fp32", tmp_path / "refused")
+    m = [a.manifest for a in convert(ckpt, "executorch:fp32?max_seq_len=300", tmp_path / "out")][0]
+    assert m.verification["passed"] and m.verification["greedy_tokens"] == 16

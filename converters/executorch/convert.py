@@ -70,6 +70,10 @@ def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] =
         raise EdgeError(f"{req.name}: max_seq_len {max_seq} is beyond {ckpt.name}'s limit of {limit} positions{why}")
     elif max_seq < 2:
         raise EdgeError(f"{req.name}: max_seq_len must be at least 2")
+    window = ckpt.config.get("sliding_window") if ckpt.architecture == "MistralForCausalLM" else None
+    if window and int(window) < max_seq:
+        raise EdgeError(f"{req.name}: {ckpt.name} attends over a sliding window of {window} tokens, which ExecuTorch's "
+                        f"Llama transformer does not run; a program of max_seq_len={window} or less is the same model")
     logits = req.params.get("logits") or "last"
     method = req.params.get("method") or METHOD.default
     if method in CALIBRATED and not req.params.get("calib"):
