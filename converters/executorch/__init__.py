@@ -21,6 +21,6 @@ FAMILY = Family(
     magic=(4, b"ET12"),                           # the program flatbuffer's file identifier, bytes 4..8
     native="converters.executorch.native:run",
     native_tools=("llama_main",),
-    notes="unscaled RoPE only",
+    notes="RoPE unscaled or Phi-3's LongRoPE (no llama3 / linear / yarn scaling)",
     sensitivity="converters.executorch.sensitivity:PLAN",
 )
