@@ -51,10 +51,11 @@ ARCHITECTURES: tuple[str, ...] = (
     "SmolLM3ForCausalLM",     # layers without rope: their rope made the identity (recipe._without_rope)
     "Phi3ForCausalLM",        # fused qkv / gate_up cut apart (FUSED_WEIGHTS), LongRoPE and partial rotary
 )
-# architectures edge's ExecuTorch path does not take yet, and why: (architecture, why)
-_NOT_MAPPED = "not mapped onto ExecuTorch's Llama transformer by edge yet"
+# architectures edge's ExecuTorch path does not take, and why: (architecture, why)
 CANNOT_ARCHITECTURES: tuple[tuple[str, str], ...] = (
-    ("Gemma3ForCausalLM",  f"{_NOT_MAPPED} (sliding-window layers, norm offsets, scaled embeddings)"),
+    ("Gemma3ForCausalLM",  "ExecuTorch 1.5.1's XNNPACK Llama transformer has no rope base per layer type "
+                           "(ModelArgs.local_rope_theta is read by its Qualcomm model only), which Gemma 3's "
+                           "sliding-window layers need"),
 )
 
 # RoPE variants ExecuTorch's HF-layout rope implements
