@@ -14,7 +14,7 @@ from typing import Any
 
 from converters.executorch.program import weights_per_token
 from converters.executorch.quant import FLOAT, LinearQuant, census, embedding_bits, linear_plan, linear_shapes, parse_types
-from converters.executorch.recipe import EtOptions, check_supported, export_pte, fused, linear_in_features, original_context
+from converters.executorch.recipe import EtOptions, check_supported, export_pte, fused, linear_in_features
 from converters.executorch.methods import gptq_weights
 from converters.executorch.tables import AUTO_GROUPS, CALIB_TOKENS, METHOD, METHODS, OUTPUT
 from converters.qat import check_sizes
@@ -60,9 +60,9 @@ def options(req: FormatRequest, ckpt: Checkpoint, first: list[tuple[str, str]] =
                             f"(those layers would stay float); try group={good[0] if good else 0}")
     plan, emb_bits = quant_plan(req, hp, group, first)
     limit, why = hp.n_ctx, ""
-    if hp.rope_type in ("longrope", "su") and original_context(ckpt, hp) < limit:
+    if hp.longrope and hp.n_ctx_orig < limit:
         # ExecuTorch picks LongRoPE's factors once, by the program's length; transformers by the sequence's
-        limit, why = original_context(ckpt, hp), " (LongRoPE's original context: a longer program would use the long factors at every length)"
+        limit, why = hp.n_ctx_orig, " (LongRoPE's original context: a longer program would use the long factors at every length)"
     max_seq = _int_param(req, "max_seq_len")
     if max_seq is None:
         max_seq = min(DEFAULT_MAX_SEQ_LEN, limit)

@@ -103,21 +103,15 @@ def params_json(ckpt: Checkpoint, hp: Hparams) -> dict[str, Any]:
         # Qwen 3: an RMSNorm over each head of q and k, before rope
         **({"use_qk_norm": True, "qk_norm_before_rope": True} if ckpt.has("model.layers.0.self_attn.q_norm.weight") else {}),
         **({"partial_rotary_factor": hp.rope_dims / hp.head_dim} if hp.rope_dims != hp.head_dim else {}),
-        **(longrope_args(ckpt, hp) if hp.rope_type in ("longrope", "su") else {}),
+        **(longrope_args(hp) if hp.longrope else {}),
     }
 
 
-def original_context(ckpt: Checkpoint, hp: Hparams) -> int:
-    """The context LongRoPE's short factors are for (transformers switches to the long ones beyond it)."""
-    return int(hp.rope.get("original_max_position_embeddings") or ckpt.config.get("original_max_position_embeddings")
-               or hp.n_ctx)
-
-
-def longrope_args(ckpt: Checkpoint, hp: Hparams) -> dict[str, Any]:
+def longrope_args(hp: Hparams) -> dict[str, Any]:
     """Phi-3's LongRoPE for ExecuTorch's HF-layout rope, which picks the long factors when the program's
     context exceeds the original (so edge caps the program's context there: converters.executorch.convert)."""
     out: dict[str, Any] = {key: hp.rope[rope_key] for key, rope_key in LONGROPE_ARGS if hp.rope.get(rope_key) is not None}
-    out["original_max_position_embeddings"] = original_context(ckpt, hp)
+    out["original_max_position_embeddings"] = hp.n_ctx_orig
     # transformers: the factor given, else the model's context over the original one
     factor = hp.rope.get("factor")
     out["max_position_embeddings"] = int(out["original_max_position_embeddings"] * float(factor)) if factor else hp.n_ctx

@@ -41,16 +41,13 @@ def phi3_check(cfg: dict[str, Any], hp: Hparams) -> None:
     if hp.n_head * hp.head_dim != hp.n_embd:
         _refuse("Phi3ForCausalLM", f"llama.cpp's phi3 graph needs heads × head_dim = hidden size "
                 f"({hp.n_head} × {hp.head_dim} ≠ {hp.n_embd})")
-    if hp.rope_type not in ("default", "longrope", "su"):
-        _refuse("Phi3ForCausalLM", f"rope scaling {hp.rope_type!r} (llama.cpp's phi3 takes default or longrope)")
 
 
 def _longrope(w: gguf.GGUFWriter, cfg: dict[str, Any], hp: Hparams) -> Extra:
     """Phi-3's LongRoPE as transformers computes it: one frequency divisor per rotary pair for short and
     for long contexts (llama.cpp picks the long ones when the context it is given exceeds the original),
     and cos/sin scaled by the attention factor."""
-    r = hp.rope
-    orig = int(r.get("original_max_position_embeddings") or cfg.get("original_max_position_embeddings") or hp.n_ctx)
+    r, orig = hp.rope, hp.n_ctx_orig
     factor = float(r.get("factor") or hp.n_ctx / orig)
     attn = r.get("attention_factor")
     if attn is None:
@@ -68,9 +65,9 @@ def phi3_write(w: gguf.GGUFWriter, cfg: dict[str, Any], hp: Hparams) -> Extra:
     # llama.cpp's phi3 graph does not run a sliding window (it warns and turns it off): identical to
     # transformers on contexts within the window, which is where edge measures (512 tokens)
     w.add_sliding_window(int(cfg.get("sliding_window") or 0))
-    if hp.rope_type in ("longrope", "su"):
+    if hp.longrope:
         return _longrope(w, cfg, hp)
-    w.add_rope_scaling_orig_ctx_len(int(cfg.get("original_max_position_embeddings") or hp.n_ctx))
+    w.add_rope_scaling_orig_ctx_len(hp.n_ctx_orig)
     return []
 
 
@@ -88,8 +85,6 @@ def gemma3_check(cfg: dict[str, Any], hp: Hparams) -> None:
     act = cfg.get("hidden_activation") or cfg.get("hidden_act") or "gelu_pytorch_tanh"
     if act != "gelu_pytorch_tanh":
         _refuse(arch, f"activation {act!r} (llama.cpp's gemma3 graph runs gelu_pytorch_tanh)")
-    if hp.rope_type != "default":
-        _refuse(arch, f"rope scaling {hp.rope_type!r} (edge writes Gemma 3 text models with plain rope)")
 
 
 def gemma3_layer_types(cfg: dict[str, Any], n_layer: int) -> list[str]:

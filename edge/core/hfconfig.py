@@ -29,6 +29,7 @@ class Hparams:
     rope_dims: int = 0                 # rotary dimensions per head (partial_rotary_factor × head_dim)
     rope_theta_local: float = 0.0      # sliding-window layers' rope base where it differs (Gemma 3)
     no_rope: tuple[int, ...] = ()      # layers that apply no rope (SmolLM3's no_rope_layers: 0 = none)
+    n_ctx_orig: int = 0                # the context a scaled rope was trained for (LongRoPE's short factors)
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Hparams:
@@ -52,13 +53,20 @@ class Hparams:
                 rope_theta=rope_theta, rope=rope, tied=bool(cfg.get("tie_word_embeddings", cfg.get("model_type") in TIED_BY_DEFAULT)),
                 rope_dims=int(head_dim * partial),
                 rope_theta_local=float(local.get("rope_theta", cfg.get("rope_local_base_freq", rope_theta))),
-                no_rope=tuple(i for i, use in enumerate(cfg.get("no_rope_layers") or ()) if not use))
+                no_rope=tuple(i for i, use in enumerate(cfg.get("no_rope_layers") or ()) if not use),
+                n_ctx_orig=int(rope.get("original_max_position_embeddings") or cfg.get("original_max_position_embeddings")
+                               or cfg.get("max_position_embeddings", 2048)))
         except KeyError as exc:
             raise ConversionError(f"config.json lacks {exc.args[0]!r}") from None
 
     @property
     def rope_type(self) -> str:
         return str(self.rope.get("rope_type") or self.rope.get("type") or "default")
+
+    @property
+    def longrope(self) -> bool:
+        """Phi-3's LongRoPE ("su" is its first name)."""
+        return self.rope_type in ("longrope", "su")
 
     def shape(self) -> dict[str, int]:
         """What a manifest records of the model's shape: enough to size its KV cache."""
