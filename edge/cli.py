@@ -24,7 +24,7 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", "-t", help="CPU threads (default: all usable cores).")]
-StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="Results database (default: $EDGE_STORE or the user data dir).")]
+StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Results store: an SQLite file or a postgresql://user@host/db URL shared by a team (default: $EDGE_STORE, else results.sqlite in the user data dir).")]
 FormatsOpt = Annotated[str, typer.Option("--format", "-f", help="Comma-separated formats, e.g. gguf:f16,gguf:q8_0,gguf:q4_k_m (see `edge formats`).")]
 RepsOpt = Annotated[int, typer.Option("--reps", "-r", min=1, help="Measured repetitions after one warm-up.")]
 ChunksOpt = Annotated[int, typer.Option("--chunks", min=0, help="Perplexity chunks of 512 tokens (0 = the whole text).")]

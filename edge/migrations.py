@@ -114,4 +114,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         CREATE INDEX task_items_by_item ON task_items(item_id);
     """),
+    # one row per key (what a concurrent writer upserts on): an older duplicate moves to *_superseded, the
+    # newest stays; a superseded task row's items stay in task_items under its own id
+    ("005_unique_result_keys", """
+        CREATE TABLE results_superseded AS SELECT * FROM results WHERE id IN (
+            SELECT older.id FROM results older JOIN results newer
+            ON newer.device = older.device AND newer.artifact_sha256 = older.artifact_sha256
+            AND newer.config_sha256 = older.config_sha256
+            AND COALESCE(newer.dataset_sha256, '') = COALESCE(older.dataset_sha256, '') AND newer.id > older.id);
+        DELETE FROM results WHERE id IN (SELECT id FROM results_superseded);
+        CREATE UNIQUE INDEX results_key ON results (device, artifact_sha256, config_sha256, (COALESCE(dataset_sha256, '')));
+        CREATE TABLE task_results_superseded AS SELECT * FROM task_results WHERE id IN (
+            SELECT older.id FROM task_results older JOIN task_results newer
+            ON newer.device = older.device AND newer.artifact_sha256 = older.artifact_sha256
+            AND newer.encoded_sha256 = older.encoded_sha256 AND newer.config_sha256 = older.config_sha256
+            AND newer.id > older.id);
+        DELETE FROM task_results WHERE id IN (SELECT id FROM task_results_superseded);
+        CREATE UNIQUE INDEX task_results_key ON task_results (device, artifact_sha256, encoded_sha256, config_sha256);
+    """),
 ]

@@ -1,13 +1,17 @@
-"""The local results store (SQLite). Rows are typed dataclasses; the schema comes from migrations.
+"""The results store: an SQLite file (the embedded default) or a PostgreSQL database shared by a team
+(``postgresql://…``), through the same named migrations. Rows are typed dataclasses.
 
-Each finished artifact is committed at once, so an interrupted bench keeps what it measured.
+Each finished artifact is committed at once, so an interrupted bench keeps what it measured. One row per key
+(device, artifact sha256, settings, text): storing a row again replaces it atomically, the old one kept in
+``results_superseded`` / ``task_results_superseded``, so concurrent writers (threads, processes, hosts) never
+lose or duplicate a row. The SQL dialects' differences live in edge.store_sql.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from datetime import datetime, timezone
@@ -15,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.errors import StoreError
+from edge.core.paths import default_store, is_store_url
 from edge.metrics import METRICS, Metric
 from edge.migrations import MIGRATIONS
-from edge.core.paths import default_store
+from edge.store_sql import POSTGRES, SQLITE, connect_postgres, connect_sqlite, one_line, redact
 
 
 def now() -> str:
@@ -120,59 +125,164 @@ def _encode(obj: Any) -> dict[str, Any]:
     return {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in row.items()}
 
 
-def _decode(cls: type, row: sqlite3.Row) -> Any:
+def _decode(cls: type, row: Any) -> Any:
     names = {f.name for f in fields(cls)}
     data = {k: (json.loads(row[k]) if k in _JSON_COLUMNS and row[k] is not None else row[k])
             for k in row.keys() if k in names}
     return cls(**data)
 
 
+# each table's unique key (migration 005's unique indexes), as (expression, the column it reads)
+Key = tuple[tuple[str, str], ...]
+RESULT_KEY: Key = (("device", "device"), ("artifact_sha256", "artifact_sha256"), ("config_sha256", "config_sha256"),
+                   ("COALESCE(dataset_sha256, '')", "dataset_sha256"))
+TASK_KEY: Key = (("device", "device"), ("artifact_sha256", "artifact_sha256"), ("encoded_sha256", "encoded_sha256"),
+                 ("config_sha256", "config_sha256"))
+MIGRATION_LOCK = "edge migrations"  # what two hosts migrating one PostgreSQL store take in turn
+
+
+def _conflict_target(key: Key) -> str:
+    return ", ".join(expr if expr == col else f"({expr})" for expr, col in key)
+
+
+def _key_where(key: Key) -> str:
+    """The rows with the key of the row given (as ``_key_args``)."""
+    return " AND ".join(f"{expr} = {expr.replace(col, '?')}" for expr, col in key)
+
+
+def _key_args(key: Key, row: dict[str, Any]) -> list[Any]:
+    return [row[col] for _, col in key]
+
+
+def _lock_name(table: str, key: Key, row: dict[str, Any]) -> str:
+    return json.dumps([table, *("" if v is None else v for v in _key_args(key, row))])
+
+
 class Store:
+    """Thread-safe: every access holds one lock (a bench worker per device writes through the same Store)."""
+
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path else default_store()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the results store {self.path}: {exc}") from None
-        self.db.row_factory = sqlite3.Row
+        target = path or default_store()
+        self._lock = threading.Lock()
+        self.path: str | Path
+        if is_store_url(target):
+            self.path, self.dialect = redact(str(target)), POSTGRES
+            self.db, self._errors = connect_postgres(str(target))
+        else:
+            self.path, self.dialect = Path(target), SQLITE
+            self.db, self._errors = connect_sqlite(self.path)
         self.migrate()
 
-    def migrate(self) -> list[str]:
-        try:
-            self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            done = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not an edge results store ({exc})") from None
-        known = {name for name, _ in MIGRATIONS}
-        if done - known:
-            raise StoreError(f"{self.path} was written by a newer edge (migrations {', '.join(sorted(done - known))})")
-        applied = []
-        for name, sql in MIGRATIONS:
-            if name in done:
-                continue
-            with self.db:
-                self.db.executescript("BEGIN;" + sql + ";INSERT INTO _migrations VALUES ('%s', '%s');COMMIT;" % (name, now()))
-            applied.append(name)
-        return applied
+    @contextmanager
+    def _access(self) -> Iterator[Any]:
+        """The connection, to one thread at a time; the database's errors as one-line StoreErrors."""
+        with self._lock:
+            try:
+                yield self.db
+            except self._errors as exc:
+                raise StoreError(f"results store {self.path}: {one_line(exc)}") from None
 
-    def _insert(self, table: str, obj: Any) -> int:
-        row = _encode(obj)
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        with self.db:
-            cur = self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
-        obj.id = cur.lastrowid
-        return int(cur.lastrowid)
+    def _sql(self, db: Any, sql: str, args: Sequence[Any] = ()) -> Any:
+        return db.execute(self.dialect.query(sql), list(args))
+
+    @contextmanager
+    def _transaction(self, lock: str | None = None) -> Iterator[Any]:
+        """One write transaction; ``lock`` names what concurrent writers take in turn (PostgreSQL's advisory
+        lock; SQLite's IMMEDIATE transaction already holds the whole file)."""
+        with self._access() as db:
+            db.execute(self.dialect.begin)
+            try:
+                if lock is not None and self.dialect.key_lock:
+                    self._sql(db, self.dialect.key_lock, [lock])
+                yield db
+            except BaseException:
+                self._rollback()
+                raise
+            db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._access() as db:
+            return self._sql(db, sql, args).fetchall()
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet applied, in one transaction that other writers wait for (PostgreSQL: an
+        advisory lock; SQLite: the file's write lock). An up-to-date store is only read (it may be read-only)."""
+        known = {name for name, _ in MIGRATIONS}
+        with self._lock:
+            done = self._migrations_done()
+            if done is not None and done >= known:
+                self._refuse_newer(done - known)
+                return []
+            try:
+                self.db.execute(self.dialect.begin)
+                if self.dialect.key_lock:
+                    self._sql(self.db, self.dialect.key_lock, [MIGRATION_LOCK])
+                self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                done = {r["name"] for r in self.db.execute("SELECT name FROM _migrations").fetchall()}
+            except self._errors as exc:
+                self._rollback()
+                raise StoreError(f"{self.path} is not an edge results store ({one_line(exc)})") from None
+            if done - known:
+                self._rollback()
+                self._refuse_newer(done - known)
+            applied: list[str] = []
+            name = ""
+            try:
+                for name, sql in MIGRATIONS:
+                    if name not in done:
+                        for statement in self.dialect.script(sql):
+                            self.db.execute(statement)
+                        self._sql(self.db, "INSERT INTO _migrations VALUES (?, ?)", [name, now()])
+                        applied.append(name)
+                self.db.execute("COMMIT")
+            except self._errors as exc:
+                self._rollback()
+                raise StoreError(f"{self.path}: migration {name} failed: {one_line(exc)}") from None
+            return applied
+
+    def _migrations_done(self) -> set[str] | None:
+        """The migrations applied, read without a lock; None when that cannot be read (a new store)."""
+        try:
+            return {r["name"] for r in self.db.execute("SELECT name FROM _migrations").fetchall()}
+        except self._errors:
+            return None
+
+    def _refuse_newer(self, unknown: set[str]) -> None:
+        if unknown:
+            raise StoreError(f"{self.path} was written by a newer edge (migrations {', '.join(sorted(unknown))})")
+
+    def _rollback(self) -> None:
+        try:
+            self.db.execute("ROLLBACK")
+        except self._errors:  # none open (SQLite rolls back by itself on some errors)
+            pass
+
+    def _insert(self, db: Any, table: str, row: dict[str, Any]) -> int:
+        sql = f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) RETURNING id"
+        return int(self._sql(db, sql, list(row.values())).fetchone()["id"])
+
+    def _upsert(self, db: Any, table: str, key: Key, row: dict[str, Any], new_id: bool) -> int:
+        """Insert ``row``, or replace the row with its key after copying that one to ``<table>_superseded``
+        (writers of one key take turns: ``_transaction``'s lock). ``new_id``: the replaced row gets a fresh id,
+        so ids keep the order rows were measured in (the report's latest row is the one with the largest id)."""
+        cols = ", ".join(["id", *row])
+        self._sql(db, f"INSERT INTO {table}_superseded ({cols}) SELECT {cols} FROM {table} WHERE {_key_where(key)}",
+                  _key_args(key, row))
+        sets = [f"id = {self.dialect.next_id.format(table=table)}"] if new_id else []
+        sets += [f"{c} = excluded.{c}" for c in row]
+        sql = (f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) "
+               f"ON CONFLICT ({_conflict_target(key)}) DO UPDATE SET {', '.join(sets)} RETURNING id")
+        return int(self._sql(db, sql, list(row.values())).fetchone()["id"])
 
     def start_run(self, run: Run) -> Run:
-        self._insert("runs", run)
+        with self._transaction() as db:
+            run.id = self._insert(db, "runs", _encode(run))
         return run
 
     def finish_run(self, run: Run, status: str) -> None:
         run.status, run.finished_at = status, now()
-        with self.db:
-            self.db.execute("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, run.finished_at, run.id))
+        with self._transaction() as db:
+            self._sql(db, "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, run.finished_at, run.id))
 
     @contextmanager
     def running(self, run: Run) -> Iterator[Run]:
@@ -189,7 +299,10 @@ class Store:
             self.finish_run(run, status)
 
     def add_result(self, result: Result) -> Result:
-        self._insert("results", result)
+        """The row, or in place of the row with its key (re-measured), which moves to results_superseded."""
+        row = _encode(result)
+        with self._transaction(_lock_name("results", RESULT_KEY, row)) as db:
+            result.id = self._upsert(db, "results", RESULT_KEY, row, new_id=True)
         return result
 
     def results(self, *, model: str | None = None, device: str | None = None) -> list[Result]:
@@ -200,25 +313,27 @@ class Store:
         if device:
             sql += " AND device = ?"
             args.append(device)
-        return [_decode(Result, r) for r in self.db.execute(sql + " ORDER BY id", args)]
+        return [_decode(Result, r) for r in self._rows(sql + " ORDER BY id", args)]
 
     def find_done(self, device: str, artifact_sha256: str, config_sha256: str, dataset_sha256: str | None) -> Result | None:
-        """The latest row already measured for this artifact on this device with these settings (resume)."""
-        row = self.db.execute(
+        """The row already measured for this artifact on this device with these settings (resume)."""
+        rows = self._rows(
             "SELECT * FROM results WHERE device = ? AND artifact_sha256 = ? AND config_sha256 = ? "
-            "AND dataset_sha256 IS ? ORDER BY id DESC LIMIT 1", (device, artifact_sha256, config_sha256, dataset_sha256)).fetchone()
-        return None if row is None else _decode(Result, row)
+            "AND dataset_sha256 IS ? ORDER BY id DESC LIMIT 1", (device, artifact_sha256, config_sha256, dataset_sha256))
+        return _decode(Result, rows[0]) if rows else None
 
     def add_task_result(self, result: TaskResult, items: list[TaskItem]) -> TaskResult:
-        """The task's row and its items in one transaction: a task is stored whole or not at all."""
+        """The task's row and its items in one transaction: a task is stored whole or not at all. A task scored
+        again replaces the row with its key in place (same id: task_items and other rows' reference_id point at
+        it); the old row moves to task_results_superseded, its items are replaced by the new ones."""
         row = _encode(result)
-        with self.db:
-            cur = self.db.execute(f"INSERT INTO task_results ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
-                                  list(row.values()))
-            result.id = int(cur.lastrowid)
-            self.db.executemany(
+        with self._transaction(_lock_name("task_results", TASK_KEY, row)) as db:
+            self._sql(db, f"DELETE FROM task_items WHERE task_result_id IN (SELECT id FROM task_results WHERE "
+                          f"{_key_where(TASK_KEY)})", _key_args(TASK_KEY, row))
+            result.id = self._upsert(db, "task_results", TASK_KEY, row, new_id=False)
+            db.cursor().executemany(self.dialect.query(
                 "INSERT INTO task_items (task_result_id, idx, item_id, gold, pred, pred_norm, correct, lls, output) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                 [(result.id, it.idx, it.item_id, it.gold, it.pred, it.pred_norm, int(it.correct),
                   None if it.lls is None else json.dumps(it.lls), it.output) for it in items])
         return result
@@ -230,24 +345,25 @@ class Store:
             if val:
                 sql += f" AND {col} = ?"
                 args.append(val)
-        return [_decode(TaskResult, r) for r in self.db.execute(sql + " ORDER BY id", args)]
+        return [_decode(TaskResult, r) for r in self._rows(sql + " ORDER BY id", args)]
 
     def task_items(self, result_id: int) -> list[TaskItem]:
-        rows = self.db.execute("SELECT * FROM task_items WHERE task_result_id = ? ORDER BY idx", (result_id,))
+        rows = self._rows("SELECT * FROM task_items WHERE task_result_id = ? ORDER BY idx", (result_id,))
         return [TaskItem(r["idx"], r["item_id"], r["gold"], r["pred"], r["pred_norm"], bool(r["correct"]),
                          None if r["lls"] is None else json.loads(r["lls"]), r["output"]) for r in rows]
 
     def find_task_done(self, device: str, artifact_sha256: str, encoded_sha256: str, config_sha256: str) -> TaskResult | None:
-        row = self.db.execute(
+        rows = self._rows(
             "SELECT * FROM task_results WHERE device = ? AND artifact_sha256 = ? AND encoded_sha256 = ? "
-            "AND config_sha256 = ? ORDER BY id DESC LIMIT 1", (device, artifact_sha256, encoded_sha256, config_sha256)).fetchone()
-        return None if row is None else _decode(TaskResult, row)
+            "AND config_sha256 = ? ORDER BY id DESC LIMIT 1", (device, artifact_sha256, encoded_sha256, config_sha256))
+        return _decode(TaskResult, rows[0]) if rows else None
 
     def runs(self) -> list[Run]:
-        return [_decode(Run, r) for r in self.db.execute("SELECT * FROM runs ORDER BY id")]
+        return [_decode(Run, r) for r in self._rows("SELECT * FROM runs ORDER BY id")]
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            self.db.close()
 
     def __enter__(self) -> Store:
         return self
