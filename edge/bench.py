@@ -7,7 +7,9 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from edge.core.family import FAMILIES
 from edge.core.fsutil import atomic_path
 from edge.core.paths import cache_dir
 from edge.measure.reference import PROTOCOL as REFERENCE_PROTOCOL, SourceReference
+from edge.core.lanes import HostGate, LaneOutcome, Once, run_lanes
 from edge.core.jobs import Cooldown, Job, JobConfig, JobResult, QualityJob
 from edge.core.progress import NULL, Progress
 from edge.metrics import METRICS
@@ -167,26 +170,78 @@ def bench(artifacts: list[str | Path], *, devices: list[str] | None = None, conf
         if data and _calibrated_on(a, data):
             progress.note(f"WARNING: {a.format} was calibrated on {data.name}, the text it is now measured on: its "
                           "quality figures flatter it (the row says so; measure on another text)")
-    targets = [get_device(d, devices_file) for d in devices or ["local"]]  # unknown names fail before any work
-    own_store = store is None
+    targets = list({d.name: d for d in (get_device(n, devices_file) for n in devices or ["local"])}.values())
+    own_store = store is None  # unknown device names have failed above, before any work
     store = store or Store()
-    results: list[Result] = []
     workdir = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     try:
         text_file = workdir / "eval.txt"
-        refs: Sources | None = None
         if data:
             text_file.write_text(data.text, encoding="utf-8")
-        for device in targets:
-            todo = _todo(device, arts, cfg, data, store, progress, resume)
-            if data and refs is None and todo:
-                refs = source_references(arts, data, cfg, source_dir, progress)
-            results += _bench_device(device, arts, todo, cfg, data, text_file, refs or {}, store, progress)
+        gate = HostGate()
+
+        def make_refs() -> Sources:
+            with gate.busy():
+                return source_references(arts, data, cfg, source_dir, progress)
+
+        refs = Once(make_refs)
+        lanes = len(targets) > 1  # several devices: measured at once, one bar each
+        outcomes = run_lanes({d.name: partial(_lane, d, arts, cfg, data, text_file, refs, store,
+                                              progress.lane(d.name) if lanes else progress, resume, gate)
+                              for d in targets})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if own_store:
             store.close()
-    return results
+    return _lab_results(outcomes)
+
+
+def _lab_results(outcomes: list[LaneOutcome[list[Result]]]) -> list[Result]:
+    """Every device's rows, in the order the devices were given; a device's failure (after the others
+    finished) as its own error when it was the only device, else one line naming each failed device."""
+    failed = [o for o in outcomes if o.error is not None]
+    for o in failed:
+        if not isinstance(o.error, EdgeError):  # a bug, or Ctrl-C: as it is, with its traceback
+            raise o.error
+    if len(outcomes) == 1 and failed:
+        raise failed[0].error
+    if failed:
+        done = [o.name for o in outcomes if o.error is None]
+        raise DeviceError(f"{len(failed)} of {len(outcomes)} devices failed: "
+                          + "; ".join(f"{o.name}: {str(o.error).removeprefix(o.name + ': ')}" for o in failed)
+                          + (f" (the rows of {', '.join(done)} are stored)" if done else ""))
+    return [r for o in outcomes for r in o.value or []]
+
+
+class _GatedDevice:
+    """A device whose pushes count as the host being busy (``HostGate.busy``)."""
+
+    def __init__(self, device: Device, gate: HostGate) -> None:
+        self._device, self._gate = device, gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._device, name)
+
+    def place(self, *args: Any, **kwargs: Any) -> str:
+        with self._gate.busy():
+            return self._device.place(*args, **kwargs)
+
+
+def _lane(device: Device, arts: list[Artifact], cfg: BenchConfig, data, text_file: Path, refs: Once[Sources],
+          store: Store, progress: Progress, resume: bool, gate: HostGate) -> list[Result]:
+    """One device's share of a bench, in its own lane: what is done, the source references (computed once
+    for every lane), then each artifact measured. The host's own device is measured only while the host
+    does nothing for the other lanes."""
+    host = device.name == "local" or getattr(device, "transport", None) == "local"
+    quiet = gate.quiet if host else nullcontext
+    with quiet():
+        todo = _todo(device, arts, cfg, data, store, progress, resume)
+    got = refs.get() if data and any(r is None for r in todo.values()) else {}
+    with quiet():
+        rows = _bench_device(device if host else _GatedDevice(device, gate), arts, todo, cfg, data, text_file, got,
+                             store, progress)
+    progress.finish()
+    return rows
 
 
 def _size(n: int) -> str:

@@ -397,3 +397,82 @@ def test_tasks_in_agent_mode_on_the_board_give_the_local_answers(sshd, devices_f
     for a, b in zip(here, there):
         assert a.lls == pytest.approx(b.lls, abs=1e-9)
     assert board.acc == local.acc and board.dacc == local.dacc and board.flips == local.flips
+
+
+# ------------------------------------------------------------------ a lab: several devices at once
+def test_host_gate_never_measures_local_beside_host_work():
+    """Pushes (busy) overlap each other, never a quiet measurement of the host's own device; a waiting
+    measurement goes first (a stream of pushes cannot starve it)."""
+    import threading
+    import time
+
+    from edge.core.lanes import HostGate, Once, run_lanes
+
+    gate, state, seen = HostGate(), {"busy": 0, "quiet": 0, "overlap": 0, "busy_max": 0}, []
+    lock = threading.Lock()
+
+    def push(i: int) -> None:
+        for _ in range(30):
+            with gate.busy():
+                with lock:
+                    state["busy"] += 1
+                    state["busy_max"] = max(state["busy_max"], state["busy"])
+                    state["overlap"] += state["quiet"]
+                time.sleep(0.002)
+                with lock:
+                    state["busy"] -= 1
+
+    def measure() -> None:
+        for _ in range(10):
+            t0 = time.monotonic()
+            with gate.quiet():
+                seen.append(time.monotonic() - t0)
+                with lock:
+                    state["quiet"] += 1
+                    state["overlap"] += state["busy"]
+                time.sleep(0.005)
+                with lock:
+                    state["overlap"] += state["busy"]
+                    state["quiet"] -= 1
+
+    made = []
+    once = Once(lambda: made.append(1) or 42)
+    outcomes = run_lanes({**{f"p{i}": (lambda i=i: (push(i), once.get())[1]) for i in range(4)}, "local": measure})
+    assert [o.error for o in outcomes] == [None] * 5 and [o.value for o in outcomes[:4]] == [42] * 4
+    assert state["overlap"] == 0 and state["busy_max"] >= 2 and made == [1]
+    assert max(seen) < 1.0  # each measurement got its turn within a few pushes
+
+
+def test_a_lab_of_boards_and_local_at_once(sshd, tiny_artifacts, tmp_path):
+    """`edge bench -d local,b1,b2`: every device measured at once, each row equal to the same device measured
+    alone; b2 going away mid-run stops only b2 (the others' rows are stored, the error names b2), and the same
+    command afterwards measures only what b2 missed."""
+    second = Sshd(tmp_path / "sshd2").start()
+    cfg_file = tmp_path / "devices.toml"
+    cfg_file.write_text(sshd.toml("b1") + second.toml("b2"))
+    arts = [tiny_artifacts[v] for v in ("f16", "q4_0")]
+    cfg = replace(CFG, interleave=False)
+    try:
+        with Store(tmp_path / "alone.sqlite") as st:
+            alone = {r.format: r for r in bench(arts, devices=["local"], config=cfg, store=st)}
+        with Store(tmp_path / "lab.sqlite") as st:
+            with pytest.raises(DeviceError, match=r"^1 of 3 devices failed: b2: .*Connection refused.* "
+                                                  r"\(the rows of local, b1 are stored\)$") as err:
+                bench(arts, devices=["local", "b1", "b2"], config=cfg, store=st, devices_file=cfg_file,
+                      progress=StopAt("b2 gguf:q4_0: placing", second.stop))
+            assert "\n" not in str(err.value)
+            got = {d: [r.format for r in st.results(device=d)] for d in ("local", "b1", "b2")}
+            assert got == {"local": ["gguf:f16", "gguf:q4_0"], "b1": ["gguf:f16", "gguf:q4_0"], "b2": ["gguf:f16"]}
+            before = {r.id for r in st.results()}
+            second.start()
+            again = bench(arts, devices=["local", "b1", "b2"], config=cfg, store=st, devices_file=cfg_file)
+            rows = st.results()
+        new = [r for r in rows if r.id not in before]
+        assert [(r.device, r.format) for r in new] == [("b2", "gguf:q4_0")]
+        assert [(r.device, r.format) for r in again] == [(d, f) for d in ("local", "b1", "b2") for f in ("gguf:f16", "gguf:q4_0")]
+        for r in rows:
+            assert r.ppl == pytest.approx(alone[r.format].ppl, rel=1e-9)
+            assert r.kld_mean == pytest.approx(alone[r.format].kld_mean, rel=1e-6, abs=1e-12)
+            assert r.tg_tps > 0 and r.pp_tps > 0
+    finally:
+        second.stop()

@@ -23,5 +23,10 @@ class Progress:
     def note(self, message: str) -> None:
         pass
 
+    def lane(self, name: str) -> Progress:
+        """The progress of one of several pieces of work running at once (a device's share of a bench), shown
+        apart from the others' (the CLI: one bar per lane, named); by default the same progress."""
+        return self
+
 
 NULL = Progress()
