@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from converters.executorch.lowering import lower
 from converters.executorch.tables import (ARCHITECTURES, CANNOT_ARCHITECTURES, EMBEDDING_QUANT, FUSED_WEIGHTS,
                                           LONGROPE_ARGS, ROPE_TYPES, WEIGHT_NAMES)
 from edge.core.checkpoint import Checkpoint
@@ -276,9 +277,9 @@ def _scratch_dir(near: Path) -> tempfile.TemporaryDirectory:
 
 
 def export_pte(ckpt: Checkpoint, opts: EtOptions, out: Path, metadata: dict[str, Any], *,
-               progress: Progress = NULL, label: str = "") -> ExportProfile:
+               progress: Progress = NULL, label: str = "", fast_lowering: bool = True) -> ExportProfile:
     """Export ``ckpt`` to ``out`` (a path the caller renames into place). Raises ConversionError naming
-    the stage that failed."""
+    the stage that failed. ``fast_lowering=False`` lowers as ``export_llm`` does (converters.executorch.lowering)."""
     from edge.core.quiet import import_quietly
     from edge.measure.procmem import peak_rss, reset_peak_rss
 
@@ -323,7 +324,7 @@ def export_pte(ckpt: Checkpoint, opts: EtOptions, out: Path, metadata: dict[str,
             manager.run_canonical_optimizations()
             end(t0)
             t0 = begin(STAGES[3])
-            manager = manager.pt2e_quantize(None).to_edge_transform_and_lower(_get_xnnpack_partitioners(cfg))
+            manager = lower(manager.pt2e_quantize(None), _get_xnnpack_partitioners(cfg), fast=fast_lowering)
             profile.delegation = delegation_census(manager.edge_manager.exported_program().graph_module)
             end(t0)
             t0 = begin(STAGES[4])
