@@ -98,13 +98,18 @@ class Sshd:
         return "\n".join(lines) + "\n"
 
 
+# llama.cpp's AMX matmul (ggml-cpu/amx) segfaults on q8_0 weights on this kind of Xeon (llama.cpp issue #20824):
+# built as the README builds the wheel, without it
+NO_AMX = ("-DCMAKE_C_FLAGS=-mno-amx-int8", "-DCMAKE_CXX_FLAGS=-mno-amx-int8")
+
+
 def llama_tools(cache: Path) -> dict[str, str]:
     """llama-bench, llama-perplexity and llama-imatrix built for this machine from the llama-cpp-python sdist of the
     installed version (the same llama.cpp the agent runs), cached in ``cache``."""
     from importlib import metadata
 
     version = metadata.version("llama-cpp-python")
-    out = cache / f"llama.cpp-{version}"
+    out = cache / f"llama.cpp-{version}-noamx"
     tools = {name: str(out / "bin" / name) for name in ("llama-bench", "llama-perplexity", "llama-imatrix")}
     if all(Path(p).exists() for p in tools.values()):
         return tools
@@ -121,7 +126,7 @@ def llama_tools(cache: Path) -> dict[str, str]:
     build = work / "build"
     subprocess.run(["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
                     "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-                    "-DLLAMA_BUILD_SERVER=OFF", "-DGGML_NATIVE=ON", "-DLLAMA_OPENSSL=OFF"],
+                    "-DLLAMA_BUILD_SERVER=OFF", "-DGGML_NATIVE=ON", "-DLLAMA_OPENSSL=OFF", *NO_AMX],
                    check=True, capture_output=True)
     subprocess.run(["cmake", "--build", str(build), "--target", *tools, "-j", str(os.cpu_count() or 2)],
                    check=True, capture_output=True)
