@@ -14,7 +14,6 @@ Usage: python benchmarks/bench_et_export.py [CHECKPOINT] [--formats executorch:f
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -30,6 +29,7 @@ def one(mode: str, fmt: str, ckpt_path: str, out: str) -> dict:
     from converters.executorch.recipe import export_pte
     from edge.core.checkpoint import Checkpoint
     from edge.core.formats import parse_formats
+    from edge.core.hashing import sha256_file
 
     ckpt = Checkpoint.open(ckpt_path)
     (req,) = parse_formats(fmt)
@@ -37,28 +37,22 @@ def one(mode: str, fmt: str, ckpt_path: str, out: str) -> dict:
     prof = export_pte(ckpt, options(req, ckpt), Path(out), _metadata(ckpt), fast_lowering=mode == "edge")
     total = time.perf_counter() - t
     return {"seconds": prof.seconds, "total_s": total, "peak_rss_bytes": prof.peak_rss_bytes,
-            "delegation": prof.delegation, "sha256": hashlib.sha256(Path(out).read_bytes()).hexdigest(),
-            "bytes": Path(out).stat().st_size}
+            "delegation": prof.delegation, "sha256": sha256_file(Path(out))}
 
 
 def ppl(path: Path, ckpt_path: str, n_ctx: int = 512, chunks: int = 4) -> float:
-    """The program's perplexity on the first ``chunks`` × ``n_ctx`` pydoc tokens (each chunk from an empty cache)."""
+    """The program's perplexity on pydoc by edge's own protocol (``edge.measure.protocol.quality``)."""
     import numpy as np
 
     from converters.executorch.runtime import EtModel
     from edge.datasets import load_dataset
+    from edge.measure.protocol import quality
+    from edge.measure.tokens import TokenStream
 
     with EtModel(path, Path(ckpt_path) / "tokenizer.json") as m:
-        tokens = m.tokenize(load_dataset("pydoc").text, add_special=True)
-        nll, n = 0.0, 0
-        for c in range(chunks):
-            chunk = tokens[c * n_ctx:(c + 1) * n_ctx]
-            m.clear()
-            logits = m.decode(chunk, logits_from=0).astype(np.float64)
-            logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
-            nll -= float(logp[np.arange(len(chunk) - 1), chunk[1:]].sum())
-            n += len(chunk) - 1
-    return float(np.exp(nll / n))
+        ids = np.asarray(m.tokenize(load_dataset("pydoc").text, add_special=True), dtype=np.int32)
+        stream = TokenStream(ids, m.bos if m.add_bos else None)
+        return quality(m, stream, n_ctx, chunks, None, None, lambda event: None)["ppl"]
 
 
 def main() -> None:
@@ -77,8 +71,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-et-export-") as tmp:
         for fmt in args.formats.split(","):
             res = {}
-            for mode in MODES:
-                out = Path(tmp) / f"{mode}-{fmt.split(':')[1]}.pte"
+            program = {mode: Path(tmp) / f"{mode}-{fmt.split(':')[1]}.pte" for mode in MODES}
+            for mode, out in program.items():
                 r = subprocess.run([sys.executable, __file__, args.checkpoint, "--one", mode, fmt, str(out)],
                                    capture_output=True, text=True)
                 if r.returncode:
@@ -95,7 +89,7 @@ def main() -> None:
                   f"{a['seconds'][lo] / b['seconds'][lo]:.2f}x; programs byte-identical: {a['sha256'] == b['sha256']}"
                   f"; same delegation: {a['delegation'] == b['delegation']}", flush=True)
             if a["sha256"] != b["sha256"]:
-                pa, pb = (ppl(Path(tmp) / f"{m}-{fmt.split(':')[1]}.pte", args.checkpoint) for m in MODES)
+                pa, pb = (ppl(program[m], args.checkpoint) for m in MODES)
                 print(f"{fmt:18} PPL export_llm {pa:.4f}, edge {pb:.4f} ({(pb / pa - 1) * 100:+.3f} %)")
 
 

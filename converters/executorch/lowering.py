@@ -5,10 +5,10 @@ decomposes the whole program five times (once, then twice per partitioner), and 
 preprocessing runs its seventeen graph passes over every partition, each pass re-tracing the
 partition with fake tensors, and two of them (bilinear upsampling, SDPA) tracing their search patterns
 anew for every partition. edge lowers the same graph with the same partitioners but
-decomposes it twice instead of five times (the partitioners' operators kept whole without a check per
-node), and skips in each partition the XNNPACK passes whose operators are not in it (they find
-nothing to rewrite there). On the models tested the program written is byte for byte the one
-``export_llm``'s lowering writes (tests/test_executorch.py checks it).
+decomposes it twice instead of five times (the partitioners' operators kept whole in one pass where
+their per-node check accepts every such node anyway), and skips in each partition the XNNPACK passes
+whose operators are not in it (they find nothing to rewrite there). On the models tested the program
+written is byte for byte the one ``export_llm``'s lowering writes (tests/test_et_lowering.py checks it).
 """
 
 from __future__ import annotations
